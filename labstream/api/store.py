@@ -1,0 +1,126 @@
+"""The lab API's SQL, every query scoped to one tenant."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from tracing.propagation import emit_db_trace_context_async
+
+EXPERIMENT_COLUMNS = (
+    "id, tenant_id, kind, status, title, submitted_by, protocol, priority, "
+    "created_at, updated_at, completed_at"
+)
+JOB_COLUMNS = (
+    "id, rule_id, tenant_id, experiment_id, event_kind, backend, status, attempt, exit_code, "
+    "error, trace_id, created_at, started_at, finished_at"
+)
+
+
+async def tenant_exists(conn: AsyncConnection, tenant_id: str) -> bool:
+    cursor = await conn.execute("SELECT 1 FROM public.tenants WHERE id = %s", (tenant_id,))
+    return await cursor.fetchone() is not None
+
+
+def new_experiment_id() -> str:
+    return f"exp-{uuid.uuid4().hex[:16]}"
+
+
+async def insert_experiment(
+    conn: AsyncConnection, *, tenant_id: str, experiment: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Insert in one transaction that also carries the current trace context.
+
+    Returns the row and whether the trace context was emitted.
+    """
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+        emitted = await emit_db_trace_context_async(cursor)
+        await cursor.execute(
+            f"""
+            INSERT INTO public.experiments
+                   (id, tenant_id, kind, title, submitted_by, protocol, priority)
+            VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)
+            RETURNING {EXPERIMENT_COLUMNS}
+            """,
+            (
+                experiment["id"],
+                tenant_id,
+                experiment["kind"],
+                experiment["title"],
+                experiment["submitted_by"],
+                json.dumps(experiment["protocol"]),
+                experiment["priority"],
+            ),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return row, emitted
+
+
+async def get_experiment(
+    conn: AsyncConnection, *, tenant_id: str, experiment_id: str
+) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {EXPERIMENT_COLUMNS} FROM public.experiments WHERE id = %s AND tenant_id = %s",
+            (experiment_id, tenant_id),
+        )
+        return await cursor.fetchone()
+
+
+async def experiment_jobs(conn: AsyncConnection, *, experiment_id: str) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"SELECT {JOB_COLUMNS} FROM public.jobs WHERE experiment_id = %s ORDER BY created_at",
+            (experiment_id,),
+        )
+        return await cursor.fetchall()
+
+
+# a job is the tenant's when it says so, or when its experiment is the tenant's
+_JOB_OF_TENANT = """
+    SELECT 1 FROM public.jobs j
+     WHERE j.id = %(job_id)s
+       AND (j.tenant_id = %(tenant_id)s
+            OR (j.tenant_id IS NULL AND EXISTS (
+                    SELECT 1 FROM public.experiments e
+                     WHERE e.id = j.experiment_id AND e.tenant_id = %(tenant_id)s)))
+"""
+
+
+async def job_belongs_to(conn: AsyncConnection, *, tenant_id: str, job_id: str) -> bool:
+    cursor = await conn.execute(_JOB_OF_TENANT, {"job_id": job_id, "tenant_id": tenant_id})
+    return await cursor.fetchone() is not None
+
+
+async def job_log_lines(
+    conn: AsyncConnection, *, job_id: str, after_seq: int, limit: int
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            """
+            SELECT seq, stream, line, trace_id, logged_at FROM public.job_log_lines
+             WHERE job_id = %s AND seq > %s ORDER BY seq LIMIT %s
+            """,
+            (job_id, after_seq, limit),
+        )
+        return await cursor.fetchall()
+
+
+async def trace_belongs_to(conn: AsyncConnection, *, tenant_id: str, trace_id: str) -> bool:
+    """A trace is the tenant's when one of its spans or jobs names the tenant."""
+    cursor = await conn.execute(
+        """
+        SELECT 1 FROM labstream.spans
+         WHERE trace_id = %(trace_id)s AND attributes ->> 'lab.tenant.id' = %(tenant_id)s
+        UNION ALL
+        SELECT 1 FROM public.jobs WHERE trace_id = %(trace_id)s AND tenant_id = %(tenant_id)s
+        LIMIT 1
+        """,
+        {"trace_id": trace_id, "tenant_id": tenant_id},
+    )
+    return await cursor.fetchone() is not None

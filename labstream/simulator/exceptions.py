@@ -1,0 +1,13 @@
+"""Errors of the simulator."""
+
+from __future__ import annotations
+
+from labstream.errors import LabstreamError
+
+
+class SimulatorError(LabstreamError):
+    """Root of the simulator's errors."""
+
+
+class ActionFailed(SimulatorError):
+    """One simulated action's transaction was rolled back; the run goes on."""

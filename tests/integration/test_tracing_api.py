@@ -1,0 +1,171 @@
+"""The lab API against the real lab DB: trace continuation, DB trace context, tenants."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from beeline.propagation import PropagationContext
+from beeline.propagation.honeycomb import marshal_propagation_context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.testclient import TestClient
+from tracing_slots import temporary_slot
+
+from labstream.api.app import create_app
+from tracing.spanstore import DbSpanExporter
+
+pytestmark = pytest.mark.integration
+
+INCOMING_TRACE = "0af7651916cd43dd8448eb211c80319c"
+INCOMING_SPAN = "b7ad6b7169203331"
+
+
+@pytest.fixture
+def tenants(database_url: str, unique_name: str):
+    mine, theirs = f"{unique_name}-a", f"{unique_name}-b"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for tenant in (mine, theirs):
+            conn.execute("INSERT INTO public.tenants (id, name) VALUES (%s, %s)", (tenant, tenant))
+    yield mine, theirs
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for tenant in (mine, theirs):
+            conn.execute(
+                "DELETE FROM public.jobs WHERE tenant_id = %s OR experiment_id IN "
+                "(SELECT id FROM public.experiments WHERE tenant_id = %s)",
+                (tenant, tenant),
+            )
+            conn.execute("DELETE FROM public.experiments WHERE tenant_id = %s", (tenant,))
+            conn.execute("DELETE FROM public.tenants WHERE id = %s", (tenant,))
+
+
+@pytest.fixture
+def traced_client(database_url: str):
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.add_span_processor(SimpleSpanProcessor(DbSpanExporter(database_url)))
+    app = create_app(database_url=database_url, tracer_provider=provider)
+    with TestClient(app) as client:
+        yield client, memory
+    provider.shutdown()
+    trace_ids = [f"{span.context.trace_id:032x}" for span in memory.get_finished_spans()]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM labstream.spans WHERE trace_id = ANY(%s)", (trace_ids,))
+
+
+def submit(client: TestClient, tenant: str, headers: dict | None = None, **body):
+    payload = {"kind": "hplc", "submitted_by": "ada", **body}
+    return client.post(
+        "/experiments", json=payload, headers={"X-Lab-Tenant": tenant, **(headers or {})}
+    )
+
+
+def test_post_continues_the_w3c_trace_and_emits_it_in_the_transaction(
+    traced_client, tenants, database_url, unique_name
+):
+    client, memory = traced_client
+    tenant, _ = tenants
+    with temporary_slot(database_url, f"tr_{unique_name}") as slot:
+        response = submit(
+            client, tenant, {"traceparent": f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"}
+        )
+        messages = slot.messages()
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["trace_id"] == INCOMING_TRACE
+    assert body["tenant_id"] == tenant and body["status"] == "submitted"
+    assert response.headers["x-trace-id"] == INCOMING_TRACE
+
+    spans = {span.name: span for span in memory.get_finished_spans()}
+    server, insert = spans["POST /experiments"], spans["insert experiment"]
+    assert format(server.parent.span_id, "016x") == INCOMING_SPAN
+    assert insert.parent.span_id == server.context.span_id
+    assert server.attributes["lab.experiment.id"] == body["id"]
+    assert server.attributes["http.response.status_code"] == 201
+    # the transaction carried the insert span's context: CDC continues under it
+    insert_traceparent = f"00-{INCOMING_TRACE}-{insert.context.span_id:016x}-01"
+    assert (True, "traceparent", insert_traceparent) in messages
+    assert body["traceparent"] == insert_traceparent
+
+
+def test_post_with_a_beeline_header_keeps_the_beeline_trace(traced_client, tenants):
+    client, memory = traced_client
+    tenant, _ = tenants
+    uuid_trace = "5b0a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+    header = marshal_propagation_context(PropagationContext(uuid_trace, "abcdef0123456789", {}))
+    response = submit(client, tenant, {"X-Honeycomb-Trace": header})
+    assert response.status_code == 201, response.text
+    assert response.json()["trace_id"] == uuid_trace.replace("-", "")
+    server = next(s for s in memory.get_finished_spans() if s.name == "POST /experiments")
+    assert server.attributes["beeline.trace_id"] == uuid_trace
+    assert format(server.parent.span_id, "016x") == "abcdef0123456789"
+
+
+def test_post_without_a_header_starts_a_trace(traced_client, tenants):
+    client, memory = traced_client
+    response = submit(client, tenants[0])
+    assert response.status_code == 201
+    server = next(s for s in memory.get_finished_spans() if s.name == "POST /experiments")
+    assert server.parent is None
+    assert response.json()["trace_id"] == format(server.context.trace_id, "032x")
+
+
+def test_tenants_only_see_their_own_experiments(traced_client, tenants):
+    client, _ = traced_client
+    mine, theirs = tenants
+    experiment_id = submit(client, mine).json()["id"]
+    path = f"/experiments/{experiment_id}"
+    assert client.get(path, headers={"X-Lab-Tenant": mine}).json()["id"] == experiment_id
+    assert client.get(path, headers={"X-Lab-Tenant": theirs}).status_code == 404
+    assert client.get(f"{path}/jobs", headers={"X-Lab-Tenant": theirs}).status_code == 404
+    missing = client.get(path)
+    assert missing.status_code == 400 and "X-Lab-Tenant" in missing.json()["error"]
+    assert client.get(path, headers={"X-Lab-Tenant": "no-such-tenant-x"}).status_code == 403
+
+
+def test_jobs_and_logs_of_an_experiment(traced_client, tenants, database_url, unique_name):
+    client, _ = traced_client
+    mine, theirs = tenants
+    experiment_id = submit(client, mine).json()["id"]
+    job_id = f"job-{unique_name}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO public.jobs (id, job_key, rule_id, experiment_id, backend, status) "
+            "VALUES (%s, %s, 'rule-1', %s, 'local', 'succeeded')",
+            (job_id, job_id, experiment_id),
+        )
+        for seq, line in enumerate(["starting", "peak found", "done"]):
+            conn.execute(
+                "INSERT INTO public.job_log_lines (job_id, seq, stream, line) "
+                "VALUES (%s, %s, 'stdout', %s)",
+                (job_id, seq, line),
+            )
+    jobs = client.get(f"/experiments/{experiment_id}/jobs", headers={"X-Lab-Tenant": mine})
+    assert [job["id"] for job in jobs.json()["jobs"]] == [job_id]
+    logs = client.get(f"/jobs/{job_id}/logs?after=0", headers={"X-Lab-Tenant": mine})
+    assert [line["line"] for line in logs.json()["lines"]] == ["peak found", "done"]
+    assert client.get(f"/jobs/{job_id}/logs", headers={"X-Lab-Tenant": theirs}).status_code == 404
+
+
+def test_trace_endpoint_returns_the_stored_spans_to_their_tenant_only(traced_client, tenants):
+    client, _ = traced_client
+    mine, theirs = tenants
+    trace_id = submit(client, mine).json()["trace_id"]
+    response = client.get(f"/traces/{trace_id}", headers={"X-Lab-Tenant": mine})
+    assert response.status_code == 200, response.text
+    document = response.json()
+    names = [span["name"] for span in document["spans"]]
+    assert names == ["POST /experiments", "insert experiment"]
+    assert document["spans"][1]["parent_span_id"] == document["spans"][0]["span_id"]
+    assert client.get(f"/traces/{trace_id}", headers={"X-Lab-Tenant": theirs}).status_code == 404
+
+
+def test_invalid_bodies_are_422_and_duplicates_409(traced_client, tenants):
+    client, _ = traced_client
+    tenant, _ = tenants
+    bad = submit(client, tenant, kind="telepathy")
+    assert bad.status_code == 422 and "kind" in bad.json()["error"]
+    first = submit(client, tenant, id=f"exp-dup-{tenant}")
+    assert first.status_code == 201
+    assert submit(client, tenant, id=f"exp-dup-{tenant}").status_code == 409

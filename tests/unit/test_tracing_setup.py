@@ -1,0 +1,140 @@
+"""Exporter choice, Honeycomb headers and the disabled switch (no network)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+from tracing.exceptions import TracingConfigError
+from tracing.settings import TracingSettings, is_classic_honeycomb_key
+from tracing.setup import build_tracer_provider, configure_tracing
+from tracing.spanstore import DbSpanExporter
+
+ENV_NAMES = (
+    "HONEYCOMB_API_KEY",
+    "HONEYCOMB_REGION",
+    "HONEYCOMB_DATASET",
+    "HONEYCOMB_API_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_SDK_DISABLED",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("EXPORTERS", "ENABLED", "HONEYCOMB_API_KEY", "HONEYCOMB_REGION"):
+        monkeypatch.delenv(f"LABSTREAM_TRACING_{name}", raising=False)
+
+
+def exporters_of(provider) -> list:
+    processors = provider._active_span_processor._span_processors
+    return [processor._batch_processor._exporter for processor in processors]
+
+
+def test_nothing_configured_means_the_db_span_store_only() -> None:
+    assert TracingSettings().exporter_names() == ["db"]
+
+
+def test_honeycomb_key_adds_honeycomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HONEYCOMB_API_KEY", "abcdefghijklmnopqrstuv")
+    assert TracingSettings().exporter_names() == ["db", "honeycomb"]
+
+
+def test_otlp_endpoint_adds_otlp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:1/v1/traces")
+    assert TracingSettings().exporter_names() == ["db", "otlp"]
+
+
+def test_explicit_exporter_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABSTREAM_TRACING_EXPORTERS", "console, OTLP,console")
+    assert TracingSettings().exporter_names() == ["console", "otlp"]
+    monkeypatch.setenv("LABSTREAM_TRACING_EXPORTERS", "none")
+    assert TracingSettings().exporter_names() == []
+
+
+def test_unknown_exporter_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABSTREAM_TRACING_EXPORTERS", "db,jaeger")
+    with pytest.raises(TracingConfigError) as excinfo:
+        TracingSettings().exporter_names()
+    assert "jaeger" in excinfo.value.message
+    assert excinfo.value.hint and "console" in excinfo.value.hint
+
+
+def test_honeycomb_us_and_eu_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert TracingSettings().honeycomb_traces_url() == "https://api.honeycomb.io/v1/traces"
+    monkeypatch.setenv("HONEYCOMB_REGION", "eu")
+    assert TracingSettings().honeycomb_traces_url() == "https://api.eu1.honeycomb.io/v1/traces"
+    monkeypatch.setenv("LABSTREAM_TRACING_HONEYCOMB_REGION", "mars")
+    with pytest.raises(TracingConfigError):
+        TracingSettings().honeycomb_traces_url()
+
+
+def test_dataset_header_only_for_classic_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HONEYCOMB_API_KEY", "abcdefghijklmnopqrstuv")  # environment key: 22
+    assert TracingSettings().honeycomb_headers("labstream-cdc") == {
+        "x-honeycomb-team": "abcdefghijklmnopqrstuv"
+    }
+    classic = "0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("HONEYCOMB_API_KEY", classic)
+    assert TracingSettings().honeycomb_headers("labstream-cdc") == {
+        "x-honeycomb-team": classic,
+        "x-honeycomb-dataset": "labstream-cdc",
+    }
+
+
+def test_classic_key_detection() -> None:
+    assert is_classic_honeycomb_key("0123456789abcdef0123456789abcdef")
+    assert is_classic_honeycomb_key("hcaic_" + "a1" * 29)
+    assert not is_classic_honeycomb_key("hcaik_" + "a1" * 29)
+    assert not is_classic_honeycomb_key("abcdefghijklmnopqrstuv")
+
+
+def test_the_key_is_secret_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HONEYCOMB_API_KEY", "supersecretkey123456")
+    assert "supersecretkey123456" not in repr(TracingSettings())
+
+
+def test_provider_gets_one_batch_processor_per_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABSTREAM_TRACING_EXPORTERS", "db,honeycomb,console")
+    monkeypatch.setenv("HONEYCOMB_API_KEY", "abcdefghijklmnopqrstuv")
+    provider = build_tracer_provider("labstream-worker")
+    try:
+        kinds = [type(exporter) for exporter in exporters_of(provider)]
+        assert kinds == [DbSpanExporter, OTLPSpanExporter, ConsoleSpanExporter]
+        honeycomb = exporters_of(provider)[1]
+        assert honeycomb._endpoint == "https://api.honeycomb.io/v1/traces"
+        attributes = provider.resource.attributes
+        assert attributes["service.name"] == "labstream-worker"
+        assert "service.version" in attributes and "host.name" in attributes
+        assert attributes["process.pid"] == os.getpid()
+    finally:
+        provider.shutdown()
+
+
+def test_honeycomb_without_a_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABSTREAM_TRACING_EXPORTERS", "honeycomb")
+    with pytest.raises(TracingConfigError):
+        build_tracer_provider("labstream-worker")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("OTEL_SDK_DISABLED", "true"), ("LABSTREAM_TRACING_ENABLED", "false")]
+)
+def test_disabled_installs_nothing(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    from opentelemetry import trace
+
+    import tracing.setup
+
+    monkeypatch.setattr(tracing.setup, "_provider", None)  # as in a fresh process
+    monkeypatch.setenv(name, value)
+    before = trace.get_tracer_provider()
+    provider = configure_tracing("labstream-worker")
+    assert trace.get_tracer_provider() is before
+    assert provider._active_span_processor._span_processors == ()

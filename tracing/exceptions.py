@@ -1,0 +1,17 @@
+"""Errors raised by the tracing package."""
+
+from __future__ import annotations
+
+from labstream.errors import ConfigError, LabstreamError
+
+
+class TracingError(LabstreamError):
+    """Root of the tracing package's errors."""
+
+
+class TracingConfigError(ConfigError, TracingError):
+    """Tracing settings are wrong (unknown exporter, missing Honeycomb key, bad region)."""
+
+
+class TraceNotFound(TracingError):
+    """No span of the asked trace is in the span store."""

@@ -1,0 +1,164 @@
+"""`configure_tracing(service_name)`: one TracerProvider per process, exporters by settings.
+
+Called once at the start of every labstream process (cdc, worker, job, api,
+simulator). Idempotent: later calls return the provider already installed. The
+global propagator becomes W3C tracecontext + baggage unless `OTEL_PROPAGATORS`
+says otherwise. `shutdown_tracing()` flushes every exporter before exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
+
+from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from labstream import __version__
+from labstream.logs import kv
+from tracing.settings import TracingSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    "labstream-cdc",
+    "labstream-worker",
+    "labstream-job",
+    "labstream-api",
+    "labstream-simulator",
+)
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
+
+
+def build_resource(service_name: str) -> Resource:
+    # OTEL_RESOURCE_ATTRIBUTES are merged in by Resource.create; ours win.
+    return Resource.create(
+        {
+            "service.name": service_name,
+            "service.namespace": "labstream",
+            "service.version": __version__,
+            "host.name": socket.gethostname(),
+            "process.pid": os.getpid(),
+        }
+    )
+
+
+def _db_exporter(service_name: str, settings: TracingSettings) -> SpanExporter:
+    from labstream.settings import service_settings
+    from tracing.spanstore import DbSpanExporter
+
+    return DbSpanExporter(settings.database_url or service_settings().database_url)
+
+
+def _otlp_exporter(service_name: str, settings: TracingSettings) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    # endpoint, headers, timeout, compression from OTEL_EXPORTER_OTLP_*
+    return OTLPSpanExporter()
+
+
+def _honeycomb_exporter(service_name: str, settings: TracingSettings) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(
+        endpoint=settings.honeycomb_traces_url(),
+        headers=settings.honeycomb_headers(service_name),
+    )
+
+
+def _console_exporter(service_name: str, settings: TracingSettings) -> SpanExporter:
+    # stderr: stdout belongs to the command's own output (--json)
+    return ConsoleSpanExporter(service_name=service_name, out=sys.stderr)
+
+
+EXPORTERS: dict[str, Callable[[str, TracingSettings], SpanExporter]] = {
+    "db": _db_exporter,
+    "otlp": _otlp_exporter,
+    "honeycomb": _honeycomb_exporter,
+    "console": _console_exporter,
+}
+
+
+def build_tracer_provider(
+    service_name: str, settings: TracingSettings | None = None
+) -> TracerProvider:
+    """A TracerProvider with the configured exporters, not installed globally (tests use it)."""
+    settings = settings or TracingSettings()
+    names = settings.exporter_names()  # validate before building anything
+    provider = TracerProvider(resource=build_resource(service_name))
+    for name in names:
+        provider.add_span_processor(BatchSpanProcessor(EXPORTERS[name](service_name, settings)))
+    return provider
+
+
+def set_global_propagator() -> None:
+    if os.environ.get("OTEL_PROPAGATORS"):
+        return  # the SDK already built what the operator asked for
+    propagate.set_global_textmap(
+        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    )
+
+
+def configure_tracing(
+    service_name: str, *, settings: TracingSettings | None = None
+) -> TracerProvider:
+    """Install the process's TracerProvider (once) and the W3C propagator; return it.
+
+    Disabled (`LABSTREAM_TRACING_ENABLED=false` or `OTEL_SDK_DISABLED=true`): nothing
+    is installed, spans stay no-ops, and a provider without exporters is returned.
+    """
+    global _provider
+    settings = settings or TracingSettings()
+    with _lock:
+        if _provider is not None:
+            if _provider.resource.attributes.get("service.name") != service_name:
+                kv(log, "debug", "tracing already configured", service=service_name)
+            return _provider
+        if not settings.is_enabled():
+            kv(log, "info", "tracing disabled", service=service_name)
+            return TracerProvider(resource=build_resource(service_name))
+        provider = build_tracer_provider(service_name, settings)
+        set_global_propagator()
+        trace.set_tracer_provider(provider)
+        _provider = provider
+        kv(
+            log,
+            "debug",
+            "tracing configured",
+            service=service_name,
+            exporters=",".join(settings.exporter_names()) or "none",
+        )
+        return provider
+
+
+def shutdown_tracing(timeout_millis: int = 10_000) -> None:
+    """Flush every exporter and stop the provider installed by `configure_tracing`."""
+    with _lock:
+        provider = _provider
+    # the provider stays installed (OTel allows one per process); it now drops spans
+    if provider is not None:
+        provider.force_flush(timeout_millis)
+        provider.shutdown()
+
+
+def flush_tracing(timeout_millis: int = 10_000) -> bool:
+    """Export every span finished so far (e.g. before `labstream trace` reads them)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        return provider.force_flush(timeout_millis)
+    return True

@@ -1,0 +1,287 @@
+"""The lab-DB span store: finished spans into `labstream.spans`, and back out.
+
+`DbSpanExporter` is an OpenTelemetry `SpanExporter` run behind a
+`BatchSpanProcessor` (the SDK's worker thread), so the data path never waits for
+the database. It never raises: when the database is unreachable or an insert
+fails, the batch is dropped, `dropped_spans` counts it, the first failure is
+logged once (and the recovery), and the exporter waits `retry_after_s` before it
+tries to connect again so a down database costs nothing per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from labstream.logs import kv
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "service_name",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "status_code",
+    "status_message",
+    "attributes",
+    "events",
+    "links",
+    "resource",
+    "scope_name",
+)
+INSERT_SQL = (
+    f"INSERT INTO labstream.spans ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+    "ON CONFLICT (trace_id, span_id) DO NOTHING"
+)
+
+
+def _json_value(value: Any) -> Any:
+    # OTel attribute values are str/bool/int/float or sequences of those (tuples)
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _json_attributes(attributes: Mapping[str, Any] | None) -> str:
+    return json.dumps({k: _json_value(v) for k, v in (attributes or {}).items()}, default=str)
+
+
+def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
+    """One `labstream.spans` row (in COLUMNS order) for a finished span."""
+    span_context = span.get_span_context()
+    assert span_context is not None  # finished SDK spans always have one
+    resource = dict(span.resource.attributes) if span.resource else {}
+    events = [
+        {"name": e.name, "time_unix_nano": e.timestamp, "attributes": _loads(e.attributes)}
+        for e in span.events
+    ]
+    links = [
+        {
+            "trace_id": format(link.context.trace_id, "032x"),
+            "span_id": format(link.context.span_id, "016x"),
+            "attributes": _loads(link.attributes),
+        }
+        for link in span.links
+    ]
+    return (
+        format(span_context.trace_id, "032x"),
+        format(span_context.span_id, "016x"),
+        format(span.parent.span_id, "016x") if span.parent is not None else None,
+        span.name,
+        span.kind.name,
+        str(resource.get("service.name", "unknown_service")),
+        span.start_time,
+        span.end_time if span.end_time is not None else span.start_time,
+        span.status.status_code.name,
+        span.status.description,
+        _json_attributes(span.attributes),
+        json.dumps(events, default=str),
+        json.dumps(links, default=str),
+        _json_attributes(resource),
+        span.instrumentation_scope.name if span.instrumentation_scope else None,
+    )
+
+
+def _loads(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: _json_value(v) for k, v in (attributes or {}).items()}
+
+
+class DbSpanExporter(SpanExporter):
+    """Writes span batches to `labstream.spans`; drops (and counts) them on any failure."""
+
+    def __init__(
+        self, database_url: str, *, connect_timeout_s: int = 3, retry_after_s: float = 10.0
+    ) -> None:
+        self._database_url = database_url
+        self._connect_timeout_s = connect_timeout_s
+        self._retry_after_s = retry_after_s
+        self._connection: psycopg.Connection | None = None
+        self._next_attempt = 0.0
+        self._failing = False
+        self._lock = threading.Lock()
+        self.exported_spans = 0
+        self.dropped_spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        with self._lock:
+            try:
+                rows = [span_to_row(span) for span in spans]
+                connection = self._connect()
+                if connection is None:
+                    self.dropped_spans += len(spans)
+                    return SpanExportResult.FAILURE
+                with connection.cursor() as cursor:
+                    cursor.executemany(INSERT_SQL, rows)
+            except Exception as exc:  # never break the data path, whatever went wrong
+                self._on_failure(exc, len(spans))
+                return SpanExportResult.FAILURE
+            self.exported_spans += len(spans)
+            if self._failing:
+                self._failing = False
+                kv(log, "info", "span store writing again", dropped_spans=self.dropped_spans)
+            return SpanExportResult.SUCCESS
+
+    def _connect(self) -> psycopg.Connection | None:
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        if time.monotonic() < self._next_attempt:
+            return None
+        self._connection = psycopg.connect(
+            self._database_url,
+            autocommit=True,
+            connect_timeout=self._connect_timeout_s,
+            application_name="labstream-spanstore",
+        )
+        return self._connection
+
+    def _on_failure(self, exc: Exception, span_count: int) -> None:
+        self.dropped_spans += span_count
+        self._next_attempt = time.monotonic() + self._retry_after_s
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if not self._failing:
+            self._failing = True
+            kv(
+                log,
+                "warning",
+                "span store cannot write spans; dropping them until the database answers",
+                error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                dropped_spans=self.dropped_spans,
+                hint="run `labstream db migrate`, or set LABSTREAM_TRACING_EXPORTERS without db",
+            )
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredSpan:
+    """One row of `labstream.spans`, as `labstream trace` shows it."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    service_name: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    status_code: str
+    status_message: str | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    resource: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_time_unix_nano - self.start_time_unix_nano
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "name": self.name,
+            "kind": self.kind,
+            "service_name": self.service_name,
+            "start_time_unix_nano": self.start_time_unix_nano,
+            "end_time_unix_nano": self.end_time_unix_nano,
+            "duration_ns": self.duration_ns,
+            "status_code": self.status_code,
+            "status_message": self.status_message,
+            "attributes": self.attributes,
+            "events": self.events,
+            "links": self.links,
+            "resource": self.resource,
+        }
+
+
+_SELECT = (
+    "SELECT trace_id, span_id, parent_span_id, name, kind, service_name, "
+    "start_time_unix_nano, end_time_unix_nano, status_code, status_message, "
+    "attributes, events, links, resource FROM labstream.spans "
+)
+
+
+TRACE_SQL = _SELECT + "WHERE trace_id = %s ORDER BY start_time_unix_nano, span_id"
+
+
+def fetch_trace(connection: psycopg.Connection, trace_id: str) -> list[StoredSpan]:
+    """Every stored span of one trace, by start time."""
+    with connection.cursor() as cursor:
+        cursor.execute(TRACE_SQL, (trace_id,))
+        return [StoredSpan(*row) for row in cursor.fetchall()]
+
+
+async def fetch_trace_async(connection: psycopg.AsyncConnection, trace_id: str) -> list[StoredSpan]:
+    """`fetch_trace` on an async connection (the lab API)."""
+    async with connection.cursor() as cursor:
+        await cursor.execute(TRACE_SQL, (trace_id,))
+        return [StoredSpan(*row) for row in await cursor.fetchall()]
+
+
+def fetch_linking_spans(connection: psycopg.Connection, trace_id: str) -> list[StoredSpan]:
+    """Spans of *other* traces that link into this trace (replays, batch consumers)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SELECT + "WHERE links @> %s::jsonb AND trace_id <> %s ORDER BY start_time_unix_nano",
+            (json.dumps([{"trace_id": trace_id}]), trace_id),
+        )
+        return [StoredSpan(*row) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    span_count: int
+    first_start_unix_nano: int
+    root_name: str | None
+
+
+def find_traces_by_experiment(
+    connection: psycopg.Connection, experiment_id: str, *, limit: int = 50
+) -> list[TraceSummary]:
+    """Traces that have a span with `lab.experiment.id = experiment_id`, newest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.trace_id, count(*), min(s.start_time_unix_nano),
+                   (array_agg(s.name ORDER BY s.start_time_unix_nano)
+                        FILTER (WHERE s.parent_span_id IS NULL))[1]
+              FROM labstream.spans s
+             WHERE s.trace_id IN (SELECT trace_id FROM labstream.spans
+                                   WHERE attributes ? 'lab.experiment.id'
+                                     AND attributes ->> 'lab.experiment.id' = %s)
+             GROUP BY s.trace_id
+             ORDER BY min(s.start_time_unix_nano) DESC
+             LIMIT %s
+            """,
+            (experiment_id, limit),
+        )
+        return [TraceSummary(*row) for row in cursor.fetchall()]
