@@ -1,0 +1,54 @@
+"""Decode record bytes the way the connector wrote them: Avro (Confluent framing) or JSON.
+
+Replay reads history, so it meets every format a topic ever held: Confluent-framed
+Avro (schema fetched by id from the registry the connector used) and Debezium's
+JsonConverter JSON (`{"schema": ..., "payload": ...}`, payload returned). A key that
+is neither is read as UTF-8 text (decisions and routed topics use text keys);
+any other value raises, and the caller marks the record `undecodable`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connectors.registry.base import SchemaRegistry
+from connectors.serde import MAGIC_BYTE, AvroDeserializer
+from replay.exceptions import ReplayError
+
+
+class UndecodableRecord(ReplayError):
+    """Neither Confluent-framed Avro nor JSON."""
+
+
+class EnvelopeDecoder:
+    """`decode(topic, data, is_key=...)` for `ReplayRecord.decode`."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self.avro = AvroDeserializer(registry)
+
+    def decode(self, topic: str, data: bytes, *, is_key: bool) -> Any:
+        if data[:1] == bytes([MAGIC_BYTE]):
+            return self.avro.decode(data)
+        if data[:1] in (b"{", b"["):
+            parsed = json.loads(data)
+            if isinstance(parsed, dict) and set(parsed) == {"schema", "payload"}:
+                return parsed["payload"]
+            return parsed
+        if is_key:
+            try:  # plain string keys are common outside CDC topics (decisions, routed)
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        part = "key" if is_key else "value"
+        raise UndecodableRecord(
+            f"{topic}: {part} is neither Confluent-framed Avro nor JSON "
+            f"(first byte {data[:1].hex() or 'none'})"
+        )
+
+
+def decoder_from_settings(database_url: str | None = None) -> EnvelopeDecoder:
+    """The registry the connector uses (HTTP registry if configured, else the lab DB)."""
+    from connectors.registry import registry_from_settings
+
+    return EnvelopeDecoder(registry_from_settings(database_url=database_url))

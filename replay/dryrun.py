@@ -1,0 +1,312 @@
+"""Dry run: what would today's chain do with these recorded events?
+
+Each selected record goes through the *same* pure functions the worker's agents
+call — `streams.enrich.enrich`, `streams.route.route_explained`,
+`streams.trigger.decide` — with reference data and trigger rules as the worker
+holds them now. Nothing is produced and
+no job is launched.
+
+Reference data and rules: `--reference topics` (default, the worker's own
+`ReferenceStore` loaded from the reference CDC topics) or `--reference db`; see
+`replay.reference`. For every fired decision the job key is looked up in `public.jobs`, because the
+runner launches a job key once: a dry run therefore says whether `--execute`
+would really launch it ("would launch"), or not ("already succeeded").
+
+Where `lab.decisions` holds what the chain decided *then* for the same record
+(same topic/partition/offset), both are shown:
+
+    lab.public.runs/0/42 run-7: then: skipped, no_rule_for_kind; now: fires rule hplc-peak-summary
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from labstream.db import connect
+from replay.record import ReplayRecord
+from replay.reference import (
+    DbReference,
+    change_record,
+    job_statuses,
+    load_rules,
+    reference_from_topics,
+)
+from replay.selection import PartitionPlan, ScanStats, Selection, plan
+
+RERUN_STATUSES = ("failed", "timed_out", "launch_failed")
+
+
+@dataclass
+class DecisionView:
+    """One decision, then or now, reduced to what a person compares."""
+
+    outcome: str  # fired | skipped | failed
+    reason: str
+    rule_id: str | None
+    detail: str = ""
+    event_kind: str | None = None
+    job_key: str | None = None
+    job_status: str | None = None  # existing job with this key, if any (now only)
+
+    @property
+    def launch(self) -> str | None:
+        """For a fired decision: what `--execute` would do with its job."""
+        if self.outcome != "fired":
+            return None
+        if self.job_status is None:
+            return "would launch"
+        if self.job_status in RERUN_STATUSES:
+            return f"would launch again (last attempt {self.job_status})"
+        if self.job_status == "succeeded":
+            return "already succeeded: not launched again without --rerun-succeeded"
+        return f"already {self.job_status}: not launched again"
+
+    def text(self) -> str:
+        if self.outcome == "fired":
+            launch = f" ({self.launch})" if self.launch else ""
+            return f"fires rule {self.rule_id}{launch}"
+        rule = f" rule {self.rule_id}" if self.rule_id else ""
+        return f"{self.outcome}{rule}, {self.reason}"
+
+    def identity(self) -> tuple[str, str | None]:
+        return (self.outcome, self.rule_id if self.outcome == "fired" else self.reason)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "rule_id": self.rule_id,
+            "detail": self.detail,
+            "event_kind": self.event_kind,
+            "job_key": self.job_key,
+            "job_status": self.job_status,
+            "launch": self.launch,
+        }
+
+
+@dataclass
+class RecordOutcome:
+    record: ReplayRecord
+    status: str  # routed | not_routed | undecodable | tombstone | not_a_change
+    kinds: list[str] = field(default_factory=list)
+    now: list[DecisionView] = field(default_factory=list)
+    then: list[DecisionView] | None = None  # None: no decision recorded for this record
+    note: str | None = None  # unroutable explanation, decode error
+
+    @property
+    def would_launch(self) -> list[DecisionView]:
+        return [d for d in self.now if (d.launch or "").startswith("would launch")]
+
+    @property
+    def changed(self) -> bool:
+        if self.then is None:
+            return bool(self.now)
+        return {d.identity() for d in self.then} != {d.identity() for d in self.now}
+
+    def line(self) -> str:
+        head = f"{self.record.coordinates} {self.record.key_text()}"
+        if self.status != "routed":
+            return f"{head}: {self.status}" + (f" ({self.note})" if self.note else "")
+        now = "; ".join(d.text() for d in self.now)
+        kinds = ",".join(self.kinds)
+        if self.then is None:
+            return f"{head} [{kinds}]: now: {now} (no decision recorded then)"
+        then = "; ".join(d.text() for d in self.then) or "nothing"
+        if not self.changed:
+            return f"{head} [{kinds}]: unchanged: {now}"
+        return f"{head} [{kinds}]: then: {then}; now: {now}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "coordinates": self.record.coordinates,
+            "key": self.record.key_text(),
+            "op": self.record.op,
+            "trace_id": self.record.trace_id,
+            "status": self.status,
+            "kinds": self.kinds,
+            "note": self.note,
+            "now": [d.to_json() for d in self.now],
+            "then": None if self.then is None else [d.to_json() for d in self.then],
+            "changed": self.changed,
+        }
+
+
+@dataclass
+class DryRunReport:
+    outcomes: list[RecordOutcome]
+    stats: ScanStats
+
+    def lines(self) -> list[str]:
+        return [outcome.line() for outcome in self.outcomes]
+
+    def counts(self) -> Counter[str]:
+        counts: Counter[str] = Counter(outcome.status for outcome in self.outcomes)
+        for outcome in self.outcomes:
+            for decision in outcome.now:
+                counts[f"decision_{decision.outcome}"] += 1
+            counts["would_launch"] += len(outcome.would_launch)
+            counts["changed"] += int(outcome.changed)
+        return counts
+
+    def summary(self) -> str:
+        counts = self.counts()
+        return (
+            f"dry run: matched {self.stats.matched}, undecodable {self.stats.undecodable}, "
+            f"routed {counts['routed']}, decisions fired {counts['decision_fired']} "
+            f"(would launch {counts['would_launch']}), skipped {counts['decision_skipped']}, "
+            f"failed {counts['decision_failed']}; changed since then {counts['changed']}; "
+            "produced 0 (add --execute to re-drive)"
+        )
+
+
+REFERENCE_SOURCES = ("topics", "db")
+
+
+def dry_run(
+    session: Any,
+    selection: Selection,
+    *,
+    reference_source: str = "topics",
+    now: datetime | None = None,
+) -> DryRunReport:
+    """Scan the selection and evaluate every record with today's chain."""
+    from replay.runner import start_scan
+
+    scan = start_scan(session, selection)
+    records = list(scan.records())
+    with connect(session.database_url, application_name="labstream-replay") as conn:
+        if reference_source == "db":
+            reference: Any = DbReference(conn)
+            rules: list[Any] = load_rules(conn)
+        else:
+            reference, rules = reference_from_topics(session)
+        outcomes = [evaluate(record, reference, rules, now=now) for record in records]
+        fired = [d for o in outcomes for d in o.now if d.job_key]
+        statuses = job_statuses(conn, sorted({d.job_key for d in fired if d.job_key}))
+    for decision in fired:
+        decision.job_status = statuses.get(decision.job_key or "")
+    attach_original_decisions(session, outcomes)
+    return DryRunReport(outcomes, scan.stats)
+
+
+def evaluate(
+    record: ReplayRecord,
+    reference: Any,
+    rules: list[Any],
+    *,
+    now: datetime | None = None,
+) -> RecordOutcome:
+    """One record through enrich -> route -> decide (the worker's pure functions)."""
+    from streams.config import WorkerSettings
+    from streams.enrich import enrich
+    from streams.route import RouteSettings, route_explained
+    from streams.trigger import decide
+
+    if record.decode_error:
+        return RecordOutcome(record, "undecodable", note=record.decode_error)
+    if record.is_tombstone:
+        return RecordOutcome(record, "tombstone")
+    change = change_record(record)
+    if change is None or not isinstance(record.value, Mapping) or "source" not in record.value:
+        return RecordOutcome(record, "not_a_change", note="not a Debezium change event")
+    worker = WorkerSettings()
+    settings = RouteSettings(
+        fridge_max_celsius=worker.fridge_max_celsius, lot_expiry_days=worker.lot_expiry_days
+    )
+    routed = route_explained(enrich(change, reference), settings)
+    if not routed.events:
+        return RecordOutcome(record, "not_routed", note=routed.unroutable)
+    moment = now or datetime.now(UTC)
+    outcome = RecordOutcome(record, "routed", kinds=[event.kind for event in routed.events])
+    for event in routed.events:
+        for decision in decide(event, rules, now=moment):
+            outcome.now.append(_view(decision))
+    return outcome
+
+
+def _view(decision: Any) -> DecisionView:
+    return DecisionView(
+        outcome=decision.outcome,
+        reason=decision.reason,
+        rule_id=decision.rule_id,
+        detail=decision.detail,
+        event_kind=decision.event_kind,
+        job_key=decision.job_key,
+    )
+
+
+# -- what was decided then ------------------------------------------------------------------
+
+
+def attach_original_decisions(session: Any, outcomes: list[RecordOutcome]) -> None:
+    """Fill `then` from the decisions topic for the records that routed now or before."""
+    wanted = {o.record.coordinates: o for o in outcomes if o.status in ("routed", "not_routed")}
+    if not wanted:
+        return
+    since = min(o.record.timestamp for o in wanted.values())
+    for coordinates, view in read_decisions(session, since, set(wanted)):
+        outcome = wanted[coordinates]
+        outcome.then = (outcome.then or []) + [view]
+
+
+def read_decisions(
+    session: Any, since_ms: int, coordinates: set[str]
+) -> Iterable[tuple[str, DecisionView]]:
+    """(origin coordinates, decision) from the decisions topic, written at or after `since_ms`."""
+    from streams.config import WorkerSettings
+
+    topic = WorkerSettings().decisions_topic
+    if topic not in session.consumer.topics():
+        return []
+    selection = Selection(topics=(topic,), from_ms=since_ms)
+    try:
+        plans: list[PartitionPlan] = plan(selection, session.consumer)
+    except Exception:  # an empty window: nothing was decided since
+        return []
+    found = []
+    for record in _scan_all(session, plans):
+        value = record.value
+        if not isinstance(value, Mapping):
+            continue
+        origin = origin_of(value)
+        if origin in coordinates:
+            found.append((origin, decision_from_value(value)))
+    return found
+
+
+def _scan_all(session: Any, plans: list[PartitionPlan]) -> Iterable[ReplayRecord]:
+    return session.scan(plans, Selection())
+
+
+def origin_of(value: Mapping[str, Any]) -> str | None:
+    """`topic/partition/offset` of the CDC record a decision was about."""
+    origin = value.get("origin")
+    if isinstance(origin, Mapping):
+        parts = (origin.get("topic"), origin.get("partition"), origin.get("offset"))
+    else:
+        parts = (
+            value.get("origin_topic"),
+            value.get("origin_partition"),
+            value.get("origin_offset"),
+        )
+    if any(part is None for part in parts):
+        return None
+    return f"{parts[0]}/{parts[1]}/{parts[2]}"
+
+
+def decision_from_value(value: Mapping[str, Any]) -> DecisionView:
+    return DecisionView(
+        outcome=str(value.get("outcome")),
+        reason=str(value.get("reason")),
+        rule_id=value.get("rule_id"),
+        detail=str(value.get("detail") or ""),
+        event_kind=value.get("event_kind"),
+        job_key=value.get("job_key"),
+    )
+
+
+__all__ = ["DryRunReport", "RecordOutcome", "dry_run", "evaluate"]
