@@ -20,9 +20,56 @@ from labstream.errors import LabstreamError
 
 # name -> (module, attribute, one-line help). Each area owns its module.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "stack": ("labstream.stack.cli", "stack", "Start, stop and inspect the local PostgreSQL + Kafka stack."),
-    "db": ("labstream.db.cli", "db", "Lab database: migrations and status."),
-    "simulate": ("labstream.simulator.cli", "simulate", "Write realistic lab activity into the lab database."),
+    "stack": (
+        "labstream.stack.cli",
+        "stack",
+        "Start, stop and inspect the local PostgreSQL + Kafka stack.",
+    ),
+    "db": (
+        "labstream.db.cli",
+        "db",
+        "Lab database: migrations and status.",
+    ),
+    "cdc": (
+        "connectors.cli",
+        "cdc",
+        "Run the CDC connector (PostgreSQL -> Kafka), show its status, reset it.",
+    ),
+    "worker": (
+        "streams.cli",
+        "worker",
+        "Run the stream worker: enrich, route and trigger jobs from CDC topics.",
+    ),
+    "simulate": (
+        "labstream.simulator.cli",
+        "simulate",
+        "Write realistic lab activity into the lab database.",
+    ),
+    "api": (
+        "labstream.api.cli",
+        "api",
+        "Serve the lab API (experiments, jobs, job logs, traces) over HTTP.",
+    ),
+    "trace": (
+        "tracing.cli",
+        "trace",
+        "Show one trace (front end -> DB -> Kafka -> agents -> job) as a waterfall.",
+    ),
+    "explain": (
+        "tracing.explain.cli",
+        "explain",
+        "Why did (or didn't) a change trigger its job? Answers with evidence and the fix.",
+    ),
+    "demo": (
+        "labstream.demo",
+        "demo",
+        "Run simulator -> CDC -> agents -> jobs on the local stack; print where to look.",
+    ),
+    "replay": (
+        "replay.cli",
+        "replay",
+        "List, dry-run and re-drive recorded events (by time, key, trace, filter).",
+    ),
 }
 
 
