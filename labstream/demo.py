@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,11 +97,23 @@ def wait_for_slot(database_url: str, slot: str, timeout_s: float = 60.0) -> None
     )
 
 
-def wait_for_jobs(database_url: str, since: float, timeout_s: float) -> dict[str, int]:
+def ensure_alive(children: dict[str, subprocess.Popen[bytes]], log_dir: Path) -> None:
+    for name, proc in children.items():
+        if proc.poll() is not None:
+            raise LabstreamError(
+                f"the {name} process exited with code {proc.returncode} during the demo",
+                hint=f"read {log_dir / (name + '.log')}",
+            )
+
+
+def wait_for_jobs(
+    database_url: str, since: float, timeout_s: float, alive: Callable[[], None]
+) -> dict[str, int]:
     """Wait until no job created during the demo is still queued or running."""
     deadline = time.monotonic() + timeout_s
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
+        alive()
         counts = job_counts(database_url, since)
         if counts and not (counts.get("queued", 0) or counts.get("started", 0)):
             return counts
@@ -190,10 +202,11 @@ def run_demo(*, duration: float, rate: float, settle_s: float, echo: Any) -> Dem
     report = DemoReport(logs={name: str(log_dir / f"{name}.log") for name in ("cdc", "worker")})
 
     echo("2/5 CDC connector (labstream cdc run)")
-    with child("cdc", ["cdc", "run"], log_dir, env):
+    with child("cdc", ["cdc", "run"], log_dir, env) as cdc:
         wait_for_slot(database_url, slot)
         echo("3/5 worker (labstream worker)")
-        with child("worker", ["worker"], log_dir, env):
+        with child("worker", ["worker"], log_dir, env) as worker:
+            children = {"cdc": cdc, "worker": worker}
             echo(f"4/5 simulator: {rate:g} actions/s for {duration:g}s")
             subprocess.run(
                 [
@@ -208,7 +221,10 @@ def run_demo(*, duration: float, rate: float, settle_s: float, echo: Any) -> Dem
                 check=True,
             )
             echo(f"5/5 waiting up to {settle_s:g}s for triggered jobs to finish")
-            report.jobs = wait_for_jobs(database_url, since, settle_s)
+            ensure_alive(children, log_dir)
+            report.jobs = wait_for_jobs(
+                database_url, since, settle_s, lambda: ensure_alive(children, log_dir)
+            )
     report.topics = topic_counts(settings.kafka_bootstrap_servers, prefix)
     report.log_lines, report.spans = demo_totals(database_url, since)
     report.example = example_job(database_url, since)

@@ -17,6 +17,10 @@ from typing import Any
 
 _CONFIGURED = False
 
+# Client libraries that log every connection and metadata refresh at INFO.
+# Their warnings still show; LABSTREAM_LOG_LEVEL=DEBUG shows everything.
+CHATTY_LOGGERS = ("kafka", "aiokafka", "faust", "mode", "urllib3", "kubernetes", "botocore")
+
 
 def _current_trace_id() -> str | None:
     try:
@@ -84,7 +88,11 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
     handler.setFormatter(JsonFormatter() if chosen == "json" else KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("LABSTREAM_LOG_LEVEL", "INFO")).upper())
+    chosen_level = (level or os.environ.get("LABSTREAM_LOG_LEVEL", "INFO")).upper()
+    root.setLevel(chosen_level)
+    if chosen_level != "DEBUG":
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     _CONFIGURED = True
 
 

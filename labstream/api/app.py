@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from labstream.api import store
 from labstream.api.exceptions import (
@@ -187,8 +187,19 @@ def create_app(
     settings = settings or ApiSettings()
     url = database_url or service_settings().database_url
     tracer = trace.get_tracer("labstream.api", tracer_provider=tracer_provider)
-    routes = [Route(path, tenant_scoped(fn), methods=methods) for path, fn, methods in ROUTES]
-    templates = {route.endpoint: route.path for route in routes}
+    from labstream.api.console_routes import (
+        ConsoleSettings,
+        VerdictCache,
+        console_routes,
+        static_routes,
+    )
+
+    routes: list[Route | Mount] = [
+        Route(path, tenant_scoped(fn), methods=methods)
+        for path, fn, methods in [*ROUTES, *console_routes()]
+    ]
+    templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
+    routes += static_routes()  # the lab console page (labstream/api/console/)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -202,6 +213,7 @@ def create_app(
         await pool.open()
         app.state.pool = pool
         app.state.tracer = tracer
+        app.state.console_verdicts = VerdictCache(ConsoleSettings())
         try:
             yield
         finally:

@@ -111,16 +111,27 @@ async def job_log_lines(
         return await cursor.fetchall()
 
 
-async def trace_belongs_to(conn: AsyncConnection, *, tenant_id: str, trace_id: str) -> bool:
-    """A trace is the tenant's when one of its spans or jobs names the tenant."""
+async def trace_tenants(conn: AsyncConnection, *, trace_id: str) -> set[str]:
+    """Every tenant a trace names, in its spans or its jobs."""
     cursor = await conn.execute(
         """
-        SELECT 1 FROM labstream.spans
-         WHERE trace_id = %(trace_id)s AND attributes ->> 'lab.tenant.id' = %(tenant_id)s
-        UNION ALL
-        SELECT 1 FROM public.jobs WHERE trace_id = %(trace_id)s AND tenant_id = %(tenant_id)s
-        LIMIT 1
+        SELECT DISTINCT attributes ->> 'lab.tenant.id' FROM labstream.spans
+         WHERE trace_id = %(trace_id)s AND attributes ? 'lab.tenant.id'
+        UNION
+        SELECT DISTINCT tenant_id FROM public.jobs
+         WHERE trace_id = %(trace_id)s AND tenant_id IS NOT NULL
         """,
-        {"trace_id": trace_id, "tenant_id": tenant_id},
+        {"trace_id": trace_id},
     )
-    return await cursor.fetchone() is not None
+    return {row[0] for row in await cursor.fetchall()}
+
+
+async def trace_belongs_to(conn: AsyncConnection, *, tenant_id: str, trace_id: str) -> bool:
+    """A trace is the tenant's only when every tenant it names is that tenant.
+
+    "Any span names the tenant" is not enough: a caller can send any traceparent,
+    so tenant A could attach one span tagged A to tenant B's trace and then read
+    it. With this rule such a forged span makes the trace unreadable for both,
+    and nothing leaks.
+    """
+    return await trace_tenants(conn, trace_id=trace_id) == {tenant_id}

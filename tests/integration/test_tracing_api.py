@@ -169,3 +169,24 @@ def test_invalid_bodies_are_422_and_duplicates_409(traced_client, tenants):
     first = submit(client, tenant, id=f"exp-dup-{tenant}")
     assert first.status_code == 201
     assert submit(client, tenant, id=f"exp-dup-{tenant}").status_code == 409
+
+
+
+def test_a_forged_traceparent_does_not_open_another_tenants_trace(
+    traced_client, tenants, database_url
+):
+    """Regression: tenant B sent a request carrying A's traceparent, which stored a
+    span tagged B inside A's trace; "any span names the tenant" then let B read it."""
+    client, _ = traced_client
+    mine, theirs = tenants
+    trace_id = submit(client, mine).json()["trace_id"]
+    forged = {"X-Lab-Tenant": theirs, "traceparent": f"00-{trace_id}-{INCOMING_SPAN}-01"}
+    client.get("/experiments", headers=forged)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        planted = conn.execute(
+            "SELECT count(*) FROM labstream.spans"
+            " WHERE trace_id = %s AND attributes ->> 'lab.tenant.id' = %s",
+            (trace_id, theirs),
+        ).fetchone()
+    assert planted is not None and planted[0] >= 1, "the forged span should be stored"
+    assert client.get(f"/traces/{trace_id}", headers={"X-Lab-Tenant": theirs}).status_code == 404

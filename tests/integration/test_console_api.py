@@ -1,0 +1,215 @@
+"""The lab console's endpoints against the real lab DB, with jobs and spans staged in it.
+
+Two tenants each get an experiment, a job (with log lines and a source record) and a
+trace; every read must show a tenant only its own, and another tenant's job, trace or
+verdict answers 404.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from labstream.api.app import create_app
+
+pytestmark = pytest.mark.integration
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Staged:
+    tenant: str
+    experiment: str
+    job: str
+    trace_id: str
+    api_span: str
+
+
+def execute(database_url: str, sql: str, params: Any = None) -> list[Any]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def stage_tenant(database_url: str, name: str, exit_code: int) -> Staged:
+    tenant = name.replace("_", "-")
+    experiment, job = f"exp-{uuid.uuid4().hex[:12]}", f"job-{uuid.uuid4().hex[:12]}"
+    trace_id, api_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    now = time.time_ns()
+    status = "succeeded" if exit_code == 0 else "failed"
+    execute(database_url, "INSERT INTO public.tenants (id, name) VALUES (%s, %s)", (tenant, tenant))
+    execute(database_url, "INSERT INTO public.experiments (id, tenant_id, kind, title, "
+            "submitted_by) VALUES (%s, %s, 'hplc', 'staged', 'ada')", (experiment, tenant))
+    execute(database_url,
+            "INSERT INTO public.jobs (id, job_key, rule_id, tenant_id, experiment_id, backend, "
+            "status, exit_code, trace_id, source_topic, source_partition, source_offset, "
+            "started_at, finished_at) VALUES (%s, %s, 'r-peaks', %s, %s, 'local', %s, %s, %s, "
+            "'lab.public.experiments', 0, 42, now() - interval '3 seconds', now())",
+            (job, f"key-{job}", tenant, experiment, status, exit_code, trace_id))
+    for seq, line in enumerate(["starting", f"done with {exit_code}"]):
+        execute(database_url, "INSERT INTO public.job_log_lines (job_id, seq, stream, line, "
+                "trace_id) VALUES (%s, %s, 'stdout', %s, %s)", (job, seq, line, trace_id))
+    attributes = json.dumps({"lab.tenant.id": tenant, "lab.experiment.id": experiment})
+    execute(database_url,
+            "INSERT INTO labstream.spans (trace_id, span_id, parent_span_id, name, kind, "
+            "service_name, start_time_unix_nano, end_time_unix_nano, attributes) VALUES "
+            "(%s, %s, NULL, 'POST /experiments', 'SERVER', 'labstream-api', %s, %s, %s)",
+            (trace_id, api_span, now - NS, now, attributes))
+    return Staged(tenant, experiment, job, trace_id, api_span)
+
+
+def unstage(database_url: str, staged: Staged) -> None:
+    execute(database_url, "DELETE FROM labstream.spans WHERE trace_id = %s", (staged.trace_id,))
+    execute(database_url, "DELETE FROM public.jobs WHERE id = %s", (staged.job,))
+    execute(database_url, "DELETE FROM public.experiments WHERE tenant_id = %s", (staged.tenant,))
+    execute(database_url, "DELETE FROM public.tenants WHERE id = %s", (staged.tenant,))
+
+
+@pytest.fixture
+def tenants(database_url: str, unique_name: str) -> Iterator[tuple[Staged, Staged]]:
+    ours = stage_tenant(database_url, f"{unique_name}-a", exit_code=2)
+    theirs = stage_tenant(database_url, f"{unique_name}-b", exit_code=0)
+    try:
+        yield ours, theirs
+    finally:
+        unstage(database_url, ours)
+        unstage(database_url, theirs)
+
+
+@pytest.fixture
+def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("LABSTREAM_CONSOLE_EXPLAIN_BUDGET_S", "2")
+    with TestClient(create_app(database_url=database_url)) as running:
+        yield running
+
+
+def test_experiments_list_shows_only_the_tenants_own_with_jobs_and_trace(client, tenants):
+    ours, theirs = tenants
+    response = client.get("/experiments", headers={"X-Lab-Tenant": ours.tenant})
+    assert response.status_code == 200, response.text
+    experiments = response.json()["experiments"]
+    assert [e["id"] for e in experiments] == [ours.experiment]  # not theirs.experiment
+    assert theirs.job not in response.text
+    assert experiments[0]["trace_id"] == ours.trace_id
+    [job] = experiments[0]["jobs"]
+    assert (job["id"], job["rule_id"], job["backend"], job["status"]) == (
+        ours.job, "r-peaks", "local", "failed")
+    assert 2.5 < job["duration_s"] < 10
+
+
+def test_experiments_list_needs_a_known_tenant(client, tenants):
+    assert client.get("/experiments").status_code == 400
+    assert client.get("/experiments", headers={"X-Lab-Tenant": "no-such-tenant-x"}
+                      ).status_code == 403
+    assert client.get("/experiments?limit=x", headers={"X-Lab-Tenant": tenants[0].tenant}
+                      ).status_code == 422
+
+
+def test_job_view_gives_exit_status_and_replay_command(client, tenants):
+    ours, _ = tenants
+    response = client.get(f"/jobs/{ours.job}", headers={"X-Lab-Tenant": ours.tenant})
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert (job["status"], job["exit_code"], job["finished"]) == ("failed", 2, True)
+    assert job["log_line_count"] == 2
+    assert job["source"] == "lab.public.experiments/0/42"
+    assert job["replay"] == {
+        "dry_run": "labstream replay run --offsets lab.public.experiments:0:42",
+        "execute": "labstream replay run --offsets lab.public.experiments:0:42 --execute",
+    }
+
+
+def test_another_tenants_job_is_not_found(client, tenants):
+    ours, theirs = tenants
+    headers = {"X-Lab-Tenant": ours.tenant}
+    for path in (f"/jobs/{theirs.job}", f"/jobs/{theirs.job}/logs"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 404, (path, response.text)
+        assert theirs.tenant not in response.text
+    # the owner sees it
+    assert client.get(f"/jobs/{theirs.job}", headers={"X-Lab-Tenant": theirs.tenant}
+                      ).status_code == 200
+
+
+def test_another_tenants_trace_verdict_and_span_are_refused(client, tenants, database_url):
+    ours, theirs = tenants
+    headers = {"X-Lab-Tenant": ours.tenant}
+    assert client.get(f"/traces/{theirs.trace_id}/explain", headers=headers).status_code == 404
+    span = browser_span(ours.experiment)
+    response = client.post(f"/traces/{theirs.trace_id}/spans", headers=headers, json=span)
+    assert response.status_code == 404
+    stored = execute(database_url, "SELECT count(*) FROM labstream.spans WHERE trace_id = %s "
+                     "AND span_id = %s", (theirs.trace_id, span["span_id"]))
+    assert stored == [(0,)]
+
+
+def browser_span(experiment_id: str) -> dict[str, Any]:
+    now = time.time_ns()
+    return {"span_id": uuid.uuid4().hex[:16], "name": "submit experiment",
+            "experiment_id": experiment_id, "start_time_unix_nano": now - 2 * NS,
+            "end_time_unix_nano": now - NS, "url_path": "/console/"}
+
+
+def test_page_span_becomes_the_root_of_the_tenants_trace(client, tenants, database_url):
+    ours, theirs = tenants
+    headers = {"X-Lab-Tenant": ours.tenant}
+    span = browser_span(ours.experiment)
+    response = client.post(f"/traces/{ours.trace_id}/spans", headers=headers, json=span)
+    assert response.status_code == 201, response.text
+    again = client.post(f"/traces/{ours.trace_id}/spans", headers=headers, json=span)
+    assert (again.status_code, again.json()["stored"]) == (200, False)
+    trace = client.get(f"/traces/{ours.trace_id}", headers=headers).json()
+    root = trace["spans"][0]
+    assert (root["span_id"], root["service_name"], root["kind"], root["parent_span_id"]) == (
+        span["span_id"], "labstream-console", "CLIENT", None)
+    assert root["attributes"]["lab.tenant.id"] == ours.tenant
+    # an experiment of another tenant cannot be named in our span
+    other = browser_span(theirs.experiment)
+    assert client.post(f"/traces/{ours.trace_id}/spans", headers=headers, json=other
+                       ).status_code == 404
+    bad = {**browser_span(ours.experiment), "span_id": "xyz"}
+    assert client.post(f"/traces/{ours.trace_id}/spans", headers=headers, json=bad
+                       ).status_code == 422
+
+
+def test_trace_naming_two_tenants_is_nobodys_in_the_console(client, tenants, database_url):
+    ours, theirs = tenants
+    # a span that says it is the other tenant's, in our trace (a forged traceparent)
+    execute(database_url,
+            "INSERT INTO labstream.spans (trace_id, span_id, name, kind, service_name, "
+            "start_time_unix_nano, end_time_unix_nano, attributes) VALUES "
+            "(%s, %s, 'GET /experiments', 'SERVER', 'labstream-api', 1, 2, %s)",
+            (ours.trace_id, uuid.uuid4().hex[:16], json.dumps({"lab.tenant.id": theirs.tenant})))
+    for tenant in (ours.tenant, theirs.tenant):
+        response = client.get(f"/traces/{ours.trace_id}/explain", headers={"X-Lab-Tenant": tenant})
+        assert response.status_code == 404, response.text
+
+
+def test_verdict_of_own_trace_names_the_failed_job(client, tenants):
+    ours, _ = tenants
+    response = client.get(f"/traces/{ours.trace_id}/explain", headers={"X-Lab-Tenant": ours.tenant})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["explanation"]["experiment_id"] == ours.experiment
+    assert ours.trace_id in body["explanation"]["trace_ids"]
+    assert body["headline"]
+    # nothing of the staged chain reached Kafka, so the verdict stops at the first answer
+    assert body["explanation"]["first_problem"] == "captured"
+
+
+def test_console_page_is_served(client):
+    page = client.get("/console/")
+    assert page.status_code == 200 and 'src="app.js"' in page.text
+    script = client.get("/console/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    redirect = client.get("/", follow_redirects=False)
+    assert (redirect.status_code, redirect.headers["location"]) == (307, "/console/")
