@@ -1,0 +1,214 @@
+"""Kafka side of the connector: an idempotent confluent-kafka Producer, topic
+creation through the admin client, and `DeliveryTracker`, which turns per-record
+acknowledgements into "the newest LSN that is safe to confirm".
+
+A source transaction is confirmable when Kafka acknowledged all of its records
+and all records of every earlier transaction; the slot is confirmed only up to
+that transaction's end LSN, so a crash re-sends (never skips) what was unacked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.source.exceptions import DeliveryFailed, SourceDisconnected
+from labstream.logs import kv
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class TxTicket:
+    """One source transaction (or heartbeat) on its way to Kafka."""
+
+    end_lsn: int
+    commit_time_us: int | None
+    outstanding: int = 0
+    sealed: bool = False
+    tracker: DeliveryTracker | None = None
+
+    def delivered(self, err: KafkaError | None, _msg: Any = None) -> None:
+        """confluent-kafka delivery callback (runs inside poll/flush)."""
+        self.outstanding -= 1
+        if err is not None and self.tracker is not None:
+            self.tracker.fail(err)
+
+
+class DeliveryTracker:
+    """Ordered tickets; the confirmable LSN is the end of the longest fully acked prefix."""
+
+    def __init__(self) -> None:
+        self._tickets: deque[TxTicket] = deque()
+        self.error: KafkaError | None = None
+        self.confirmed_lsn: int | None = None
+        self.confirmed_commit_time_us: int | None = None
+
+    def open(self, end_lsn: int, commit_time_us: int | None = None) -> TxTicket:
+        ticket = TxTicket(end_lsn, commit_time_us, tracker=self)
+        self._tickets.append(ticket)
+        return ticket
+
+    def fail(self, err: KafkaError) -> None:
+        if self.error is None:
+            self.error = err
+
+    def advance(self) -> bool:
+        """Drop acked tickets from the head; True when the confirmable LSN moved."""
+        if self.error is not None:
+            raise DeliveryFailed(
+                f"Kafka did not accept a change record: {self.error.str()}",
+                hint="the connector restarts from the last confirmed LSN; check the broker",
+            )
+        moved = False
+        tickets = self._tickets
+        while tickets and tickets[0].sealed and tickets[0].outstanding <= 0:
+            ticket = tickets.popleft()
+            if self.confirmed_lsn is None or ticket.end_lsn > self.confirmed_lsn:
+                self.confirmed_lsn = ticket.end_lsn
+                if ticket.commit_time_us is not None:
+                    self.confirmed_commit_time_us = ticket.commit_time_us
+                moved = True
+        return moved
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tickets)
+
+
+def producer_config(bootstrap: str, settings: Any, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": settings.linger_ms,
+        "batch.size": settings.batch_size,
+        "batch.num.messages": 10_000,
+        "compression.type": settings.compression_type,
+        # bounded memory: back-pressure (BufferError) instead of a growing queue
+        "queue.buffering.max.messages": 200_000,
+        "queue.buffering.max.kbytes": 131_072,
+        "message.max.bytes": 8_388_608,
+        "socket.keepalive.enable": True,
+    }
+
+
+class ChangeProducer:
+    """Thin wrapper: produce with back-pressure, create topics before first use."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        settings: Any,
+        *,
+        client_id: str = "labstream-cdc",
+        on_backpressure: Callable[[], None] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self._fatal: KafkaError | None = None
+        self._last_error_code: int | None = None
+        self._last_error_at = 0.0
+        config = producer_config(bootstrap, settings, client_id)
+        config["error_cb"] = self._on_error
+        config["logger"] = logging.getLogger("librdkafka")
+        self.producer = Producer(config)
+        self.admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id})
+        self._known_topics: set[str] = set()
+        self._on_backpressure = on_backpressure
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+        # librdkafka repeats transport errors every few ms while a broker is down
+        now = time.monotonic()
+        if err.code() != self._last_error_code or now - self._last_error_at > 10:
+            self._last_error_code, self._last_error_at = err.code(), now
+            kv(log, "warning", "kafka client error", error=err.str(), code=err.name())
+
+    def check(self) -> None:
+        if self._fatal is not None:
+            raise DeliveryFailed(f"Kafka producer failed: {self._fatal.str()}", retry_after=1.0)
+
+    def ensure_topics(self, topics: Iterable[str], *, config: dict[str, str] | None = None) -> None:
+        """Create missing topics (never rely on broker auto-create)."""
+        wanted = [t for t in topics if t not in self._known_topics]
+        if not wanted:
+            return
+        try:
+            existing = set(self.admin.list_topics(timeout=5).topics)
+        except KafkaException as exc:
+            raise SourceDisconnected(
+                f"Kafka at {self.bootstrap} did not answer: {exc}",
+                hint="start the stack (`labstream stack up`) "
+                "or fix LABSTREAM_KAFKA_BOOTSTRAP_SERVERS",
+                retry_after=2.0,
+            ) from exc
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            new = [
+                NewTopic(
+                    t,
+                    num_partitions=self.settings.topic_partitions,
+                    replication_factor=self.settings.topic_replication_factor,
+                    config=dict(config or {}),
+                )
+                for t in missing
+            ]
+            for topic, future in self.admin.create_topics(new, operation_timeout=15).items():
+                try:
+                    future.result()
+                    kv(log, "info", "topic created", topic=topic)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise SourceDisconnected(
+                            f"could not create topic {topic}: {exc}", retry_after=2.0
+                        ) from exc
+        self._known_topics.update(wanted)
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+        on_delivery: Callable[[Any, Any], None],
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                # queue full: serve callbacks, keep the replication link alive, retry
+                self.producer.poll(0.05)
+                if self._on_backpressure is not None:
+                    self._on_backpressure()
+                self.check()
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return self.producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every record is acknowledged; returns how many are still queued."""
+        return self.producer.flush(timeout)
+
+    def flush_all(self, tracker: DeliveryTracker, *, timeout_s: float = 120.0) -> None:
+        remaining = self.flush(timeout_s)
+        self.check()
+        tracker.advance()
+        if remaining:
+            raise DeliveryFailed(
+                f"{remaining} records were not acknowledged by Kafka within {timeout_s:.0f}s",
+                hint="check the broker; the connector restarts from the last confirmed LSN",
+                retry_after=5.0,
+            )
