@@ -1,0 +1,209 @@
+"""Events/s through the stream worker's chain (decode -> enrich -> route -> trigger).
+
+    .venv/bin/python bench/streams_throughput.py                # in-process, no broker
+    .venv/bin/python bench/streams_throughput.py --kafka 20000  # + one real worker process
+
+In-process: (1) the pure functions enrich+route+decide over decoded changes;
+(2) `RecordHandler.handle` per record (Avro decode, spans, routed Avro encode,
+decision JSON) into an in-memory sink. Through Kafka: N CDC records are written
+first, then one `labstream worker --no-jobs` drains them; rate = N / (broker
+time of the first decision -> broker time of the last), decisions topic with
+LogAppendTime (method: /work/shared/BENCHMARKING.md). Each event is an HPLC run
+reaching `completed` (3 peaks) that fires one rule: one routed record and one
+decision per input record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import (  # noqa: E402
+    ProcessProbe,
+    create_log_append_topics,
+    delete_topics,
+    median,
+    read_back,
+    wait_for_offset,
+)
+
+RESULT = json.dumps({"peaks": [{"rt_min": 1.1, "area": 10.0, "height": 1.0},
+                               {"rt_min": 2.2, "area": 20.0, "height": 2.0},
+                               {"rt_min": 3.3, "area": 30.0, "height": 3.0}]})
+RULE: dict[str, Any] = {
+        "id": "bench", "tenant_id": None, "enabled": True, "event_kind": "hplc.completed",
+        "condition": '{"tenant_id": "acme"}', "backend": "local", "image": None,
+        "command": '["report", "{payload.run_id}", "{payload.peak_count}"]', "env": "{}",
+        "timeout_s": 60, "max_concurrency": 4}
+REFERENCE: list[tuple[str, dict[str, Any]]] = [
+    ("tenants", {"id": "acme", "name": "Acme", "tier": "standard"}),
+    ("experiments", {"id": "exp-1", "tenant_id": "acme", "kind": "hplc", "status": "running",
+                     "title": "t", "submitted_by": "a", "protocol": "{}", "priority": 5}),
+    ("instruments", {"id": "hplc-01", "name": "HPLC", "kind": "hplc", "location": "",
+                     "status": "running"}),
+    ("trigger_rules", RULE),
+]
+
+
+def _run(index: int, status: str) -> dict[str, str]:
+    return {"id": f"run-{index}", "experiment_id": "exp-1", "instrument_id": "hplc-01",
+            "status": status, "result": RESULT}
+
+
+def in_process(count: int) -> dict[str, float]:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from streams.agents import RawRecord, RecordHandler
+    from streams.codec import CdcDecoder, RoutedSerializer
+    from streams.config import WorkerSettings
+    from streams.enrich import enrich
+    from streams.fixtures import LabChanges, MemoryRegistry
+    from streams.records import SourceCoordinates
+    from streams.reference import ReferenceStore
+    from streams.route import route
+    from streams.topics import worker_topics
+    from streams.trigger import decide
+
+    trace.set_tracer_provider(TracerProvider())  # spans recorded (not exported): real cost
+    registry = MemoryRegistry()
+    changes, decoder, store = LabChanges(registry), CdcDecoder(registry), ReferenceStore()
+    for table, row in REFERENCE:
+        topic, key, value = changes.encode(table, "c", row)
+        change = decoder.decode(key, value, SourceCoordinates(topic, 0, 0))
+        assert change is not None
+        store.apply_change(change)
+    encoded = [changes.encode("runs", "u", _run(i, "completed"), _run(i, "running"))
+               for i in range(count)]
+    decoded = [decoder.decode(key, value, SourceCoordinates(topic, 0, i))
+               for i, (topic, key, value) in enumerate(encoded)]
+    rules = store.rules()
+
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    fired = 0
+    for change in decoded:
+        assert change is not None
+        for event in route(enrich(change, store)):
+            fired += sum(d.outcome == "fired" for d in decide(event, rules, now=now))
+    pure_s = time.perf_counter() - started
+    assert fired == count
+
+    class CountingSink:
+        sent = 0
+
+        async def send(self, topic, key, value, headers) -> None:
+            CountingSink.sent += 1
+
+    settings = WorkerSettings()
+    topics = worker_topics(settings)
+    serializer = RoutedSerializer(registry, topics.routed_topics)
+    serializer.register_all()
+    handler = RecordHandler(settings=settings, topics=topics, store=store, decoder=decoder,
+                            routed_serializer=serializer, sink=CountingSink(), runner=None)
+    traceparent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    raws = [RawRecord(topic, 0, i, key, value, (("traceparent", traceparent),))
+            for i, (topic, key, value) in enumerate(encoded)]
+
+    async def drive() -> None:
+        for raw in raws:
+            await handler.handle(raw)
+
+    started = time.perf_counter()
+    asyncio.run(drive())
+    handler_s = time.perf_counter() - started
+    assert CountingSink.sent == 2 * count and handler.dead_lettered == 0
+    return {"events": count, "pure_events_per_s": round(count / pure_s),
+            "handler_events_per_s": round(count / handler_s)}
+
+
+def through_kafka(count: int, bootstrap: str) -> dict[str, float]:
+    from confluent_kafka import Producer
+
+    from connectors.registry import DbSchemaRegistry
+    from streams.config import WorkerSettings
+    from streams.fixtures import LabChanges
+    from streams.topics import ensure_topics, worker_topics
+
+    name = f"bench-streams-{uuid.uuid4().hex[:6]}"
+    settings = WorkerSettings(app_id=f"{name}-worker", cdc_prefix=name,
+                              routed_prefix=f"{name}.routed", decisions_topic=f"{name}.decisions")
+    create_log_append_topics(bootstrap, [settings.decisions_topic])  # 1 partition
+    ensure_topics(settings)
+    all_topics = worker_topics(settings).all_names
+    changes = LabChanges(DbSchemaRegistry(), topic_prefix=name)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for table, row in REFERENCE:
+        _produce(producer, changes.encode(table, "c", row))
+    for index in range(count):
+        _produce(producer, changes.encode("runs", "u", _run(index, "completed"),
+                                          _run(index, "running")))
+        if index % 10_000 == 0:
+            producer.flush()
+    producer.flush()
+    env = {**os.environ, "LABSTREAM_WORKER_APP_ID": settings.app_id,
+           "LABSTREAM_WORKER_CDC_PREFIX": name,
+           "LABSTREAM_WORKER_ROUTED_PREFIX": settings.routed_prefix,
+           "LABSTREAM_WORKER_DECISIONS_TOPIC": settings.decisions_topic,
+           "LABSTREAM_WORKER_LOG_LEVEL": "WARNING",
+           "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}"}
+    worker = subprocess.Popen([sys.executable, "-m", "labstream.cli", "worker", "--no-jobs"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = ProcessProbe(worker.pid)
+    try:
+        wait_for_offset(bootstrap, settings.decisions_topic, count, timeout_s=1800,
+                        alive=lambda: worker.poll() is None)
+        cpu_s, rss_mb = probe.cpu_seconds(), probe.peak_rss_mb()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    stamps = read_back(bootstrap, settings.decisions_topic, 0, count,
+                       lambda value: json.loads(value)["decided_at_ms"])
+    arrivals = sorted(broker for broker, _ in stamps)
+    seconds = max(arrivals[-1] - arrivals[0], 1) / 1000
+    delete_topics(bootstrap, all_topics)
+    return {"events": count, "seconds": round(seconds, 2),
+            "events_per_s": round((count - 1) / seconds), "worker_cpu_s": round(cpu_s, 1),
+            "worker_peak_rss_mb": round(rss_mb)}
+
+
+def _produce(producer: object, encoded: tuple[str, bytes | None, bytes | None]) -> None:
+    topic, key, value = encoded
+    producer.produce(topic, key=key, value=value)  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="in-process events per run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kafka", type=int, default=0, help="events through a real worker")
+    args = parser.parse_args()
+    from labstream.settings import service_settings
+
+    runs = [in_process(args.events) for _ in range(args.runs)]
+    for run in runs:
+        print(json.dumps({"in_process": run}))
+    print(json.dumps({"in_process_median": {
+        key: median(run[key] for run in runs)
+        for key in ("pure_events_per_s", "handler_events_per_s")}}))
+    if args.kafka:
+        print(json.dumps({"kafka_one_worker": through_kafka(
+            args.kafka, service_settings().kafka_bootstrap_servers)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""What an agent does with one consumed record, independent of Faust.
+
+`RecordHandler.handle(raw)` runs the whole chain for one CDC record inside a
+CONSUMER span `process <topic>` (parent: the trace context in the record's
+headers): decode -> enrich (waiting for late reference rows) -> route -> publish
+routed events -> decide -> submit fired jobs -> publish every decision. Any
+failure of this record dead-letters it (original bytes + error headers) and the
+agent goes on. Faust only feeds records in (`streams.app`); replay and tests
+call `handle` directly with their own `Sink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from opentelemetry import trace
+
+from labstream.logs import kv
+from streams import codec, deadletter
+from streams.codec import CdcDecoder, RoutedSerializer
+from streams.config import WorkerSettings
+from streams.enrich import GaveUp, enrich, enrich_waiting
+from streams.records import ChangeRecord, Decision, Headers, RoutedEvent, SourceCoordinates
+from streams.reference import ReferenceStore
+from streams.route import RouteSettings, expiring_lots, lots_announced, route_explained
+from streams.topics import WorkerTopics
+from streams.trigger import TriggerRule, decide, job_request
+from tracing import semconv
+from tracing.propagation import inject_headers, job_environment
+
+log = logging.getLogger(__name__)
+REPLAY_HEADER_PREFIX = "labstream-replay"
+RERUN_SUCCEEDED_HEADER = "labstream-replay-rerun-succeeded"  # see replay/headers.py
+
+
+class Sink(Protocol):
+    """Where produced records go.
+
+    `send` returns once the record is handed over; it may return an awaitable that
+    completes when the broker has stored it (the Faust sink does: the agent acks a
+    record only after that, see `streams.acks`), or None when it is stored already.
+    """
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   headers: Headers) -> Awaitable[Any] | None: ...
+
+
+class JobSubmitter(Protocol):
+    async def submit(self, request: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+    @property
+    def coordinates(self) -> SourceCoordinates:
+        return SourceCoordinates(self.topic, self.partition, self.offset)
+
+
+class RecordHandler:
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        topics: WorkerTopics,
+        store: ReferenceStore,
+        decoder: CdcDecoder,
+        routed_serializer: RoutedSerializer,
+        sink: Sink,
+        runner: JobSubmitter | None,
+        ready: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.store = store
+        self.decoder = decoder
+        self.routed_serializer = routed_serializer
+        self.sink = sink
+        self.runner = runner
+        self._ready = ready
+        self._clock = clock
+        self.route_settings = RouteSettings(settings.fridge_max_celsius, settings.lot_expiry_days)
+        # item id -> lot already announced as expiring (in memory: the job key of a lot
+        # is the lot itself, so announcing again after a restart launches nothing twice)
+        self.announced_lots: dict[str, str] = {}
+        self.gave_up = GaveUp()
+        self.tracer = trace.get_tracer("streams.agents")
+        self.processed = 0
+        self.dead_lettered = 0
+
+    async def handle(self, raw: RawRecord) -> list[Awaitable[Any]]:
+        """Process one record; returns the deliveries of what it produced (to ack after)."""
+        if self._ready is not None:
+            await self._ready()
+        deliveries: list[Awaitable[Any]] = []
+        with semconv.process_span(
+            self.tracer, topic=raw.topic, headers=list(raw.headers), partition=raw.partition,
+            offset=raw.offset, key=raw.key, consumer_group=self.settings.app_id,
+        ) as span:
+            try:
+                await self._process(raw, deliveries)
+            except Exception as exc:  # one bad record must never stop the agent
+                span.record_exception(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                await self._dead_letter(raw, exc, deliveries)
+        self.processed += 1
+        return deliveries
+
+    async def _send(self, deliveries: list[Awaitable[Any]], topic: str, key: bytes | None,
+                    value: bytes | None, headers: Headers) -> None:
+        delivery = await self.sink.send(topic, key, value, headers)
+        if delivery is not None:
+            deliveries.append(delivery)
+
+    async def _process(self, raw: RawRecord, deliveries: list[Awaitable[Any]]) -> None:
+        change = await self.decoder.decode_async(raw.key, raw.value, raw.coordinates, raw.headers)
+        if change is None:
+            return  # tombstone after a delete: nothing happened to route
+        semconv.set_lab_attributes(trace.get_current_span(), table=change.table,
+                                   operation=change.envelope.op)
+        enriched = await enrich_waiting(change, self.store,
+                                        timeout_s=self.settings.enrichment_wait_s,
+                                        poll_s=self.settings.enrichment_poll_s,
+                                        gave_up=self.gave_up)
+        outcome = route_explained(enriched, self.route_settings,
+                                  announced_lots=self.announced_lots)
+        out_headers = self._outgoing_headers(raw.headers)
+        decisions: list[Decision] = []
+        if outcome.unroutable is not None:
+            decisions.append(_unroutable_decision(change, outcome.unroutable, self._clock()))
+        for event in outcome.events:
+            decisions.extend(await self._decide_and_submit(event))
+        # every output of this record in one go: one broker round trip, not one per topic
+        for event in outcome.events:
+            await self._publish_routed(deliveries, event, out_headers)
+        for item in decisions:
+            await self._send(deliveries, self.topics.decisions, codec.decision_key(item),
+                             codec.decision_value(item), out_headers)
+        self.announced_lots.update(lots_announced(outcome.events))
+
+    async def sweep_expiring_lots(self) -> int:
+        """Announce lots that entered the expiry window without a change to their row.
+
+        Run periodically by one worker (the group leader). Lots announced here or by
+        the change path have the same event id, hence the same job keys.
+        """
+        if self._ready is not None:
+            await self._ready()
+        now = self._clock()
+        latest = [enrich(change, self.store) for change in self.store.latest_inventory_changes()]
+        events = expiring_lots(latest, now_ms=int(now.timestamp() * 1000),
+                               settings=self.route_settings, announced_lots=self.announced_lots)
+        deliveries: list[Awaitable[Any]] = []
+        for event in events:
+            with self.tracer.start_as_current_span("sweep expiring lots"):
+                headers = self._outgoing_headers(())
+                await self._publish_routed(deliveries, event, headers)
+                for decision in await self._decide_and_submit(event):
+                    await self._send(deliveries, self.topics.decisions,
+                                     codec.decision_key(decision),
+                                     codec.decision_value(decision), headers)
+        await asyncio.gather(*deliveries)
+        self.announced_lots.update(lots_announced(events))
+        return len(events)
+
+    async def _publish_routed(self, deliveries: list[Awaitable[Any]], event: RoutedEvent,
+                              headers: Headers) -> None:
+        value = self.routed_serializer.value(event)
+        await self._send(deliveries, self.topics.routed_topics[event.kind],
+                         RoutedSerializer.key(event), value, headers)
+
+    async def _decide_and_submit(self, event: RoutedEvent) -> list[Decision]:
+        rules = self.store.rules()
+        decisions = decide(event, rules, now=self._clock())
+        rules_by_id = {rule.id: rule for rule in rules if isinstance(rule, TriggerRule)}
+        for decision in decisions:  # a rule given as a row that decide() could parse
+            if decision.outcome == "fired" and decision.rule_id not in rules_by_id:
+                row = next(r for r in rules if not isinstance(r, TriggerRule)
+                           and str(r.get("id")) == decision.rule_id)
+                rules_by_id[str(decision.rule_id)] = TriggerRule.from_row(row)
+        results = []
+        rerun = rerun_succeeded_requested(event.change.headers)
+        for decision in decisions:
+            if decision.outcome == "fired" and self.runner is not None:
+                decision = await self._submit(decision, rules_by_id[decision.rule_id or ""],
+                                              rerun_succeeded=rerun)
+            kv(log, "info", "trigger decision", outcome=decision.outcome, reason=decision.reason,
+               kind=decision.event_kind, rule_id=decision.rule_id, job_key=decision.job_key)
+            results.append(decision)
+        return results
+
+    async def _submit(self, decision: Decision, rule: TriggerRule, *,
+                      rerun_succeeded: bool = False) -> Decision:
+        env = job_environment()  # the process span: the job joins this trace
+        try:
+            request = job_request(decision, rule, traceparent=env.get("TRACEPARENT"),
+                                  tracestate=env.get("TRACESTATE"))
+            if rerun_succeeded:
+                from dataclasses import replace
+
+                request = replace(request, rerun_succeeded=True)
+            assert self.runner is not None
+            result = await self.runner.submit(request)
+        except Exception as exc:
+            return _with(decision, outcome="failed", reason="submit_failed",
+                         detail=f"rule {rule.id}: job not submitted: {type(exc).__name__}: {exc}")
+        return _with(decision, extra={"job_id": result.job_id, "job_created": result.created,
+                                      "job_status": str(result.status)})
+
+    def _outgoing_headers(self, incoming: Headers) -> Headers:
+        kept = [(name, raw) for name, raw in incoming if name.startswith(REPLAY_HEADER_PREFIX)]
+        return tuple(inject_headers(kept))
+
+    async def _dead_letter(self, raw: RawRecord, error: Exception,
+                           deliveries: list[Awaitable[Any]]) -> None:
+        kv(log, "warning", "record dead-lettered", topic=raw.topic, partition=raw.partition,
+           offset=raw.offset, error=deadletter.describe(error))
+        letter = deadletter.dead_letter(error, key=raw.key, value=raw.value, headers=raw.headers,
+                                        coordinates=raw.coordinates)
+        # what this record produced before it failed is still delivered (at least once)
+        await self._send(deliveries, self.topics.dlq, letter.key, letter.value, letter.headers)
+        self.dead_lettered += 1
+
+
+def rerun_succeeded_requested(headers: Headers) -> bool:
+    """`labstream replay run --execute --rerun-succeeded` marks its records with this header:
+    launch the job even if the same job key already succeeded (the runner honours it)."""
+    return any(name.lower() == RERUN_SUCCEEDED_HEADER and raw.strip().lower() == b"true"
+               for name, raw in headers)
+
+
+def _with(decision: Decision, **changes: Any) -> Decision:
+    from dataclasses import replace
+
+    return replace(decision, **changes)
+
+
+def _unroutable_decision(change: ChangeRecord, detail: str, now: datetime) -> Decision:
+    return Decision(outcome="skipped", reason="enrichment_incomplete", detail=detail,
+                    event_kind=None, event_id=change.change_id,
+                    decided_at_ms=int(now.timestamp() * 1000), origin=change.coordinates)

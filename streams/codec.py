@@ -1,0 +1,173 @@
+"""Bytes in and out of the worker.
+
+In: CDC records are Confluent-framed Avro (`connectors.serde.AvroDeserializer`
+with the registry from `connectors.registry.registry_from_settings()`).
+`CdcDecoder.decode(...)` turns key + value bytes into a `ChangeRecord`, or raises
+`UndecodableRecord` (the agent dead-letters it). Writer schemas are fetched once
+per schema id; the fetch may block on the registry, so the async variant runs it
+in a thread the first time an id is seen.
+
+Out: routed events as Confluent-framed Avro with one schema per topic
+(`streams.schemas`, subject `<topic>-value`), keyed by the source primary key;
+decisions as UTF-8 JSON (documented in docs/topics.md), keyed by job key or
+event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+import fastavro
+
+from connectors.registry.base import SchemaRegistry
+from connectors.serde import AvroDeserializer
+from streams import schemas
+from streams.exceptions import UndecodableRecord
+from streams.records import (
+    ChangeEnvelope,
+    ChangeRecord,
+    Decision,
+    Headers,
+    RoutedEvent,
+    SourceCoordinates,
+    plain,
+)
+
+_HEADER = struct.Struct(">bI")
+
+
+class CdcDecoder:
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._deserializer = AvroDeserializer(registry)
+        self._known_ids: set[int] = set()
+
+    def decode(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        coordinates: SourceCoordinates,
+        headers: Headers = (),
+    ) -> ChangeRecord | None:
+        """The change in a CDC record; None for a tombstone (nothing to do)."""
+        if value is None:
+            return None
+        try:
+            decoded_value = self._deserializer.decode(value)
+            decoded_key = self._deserializer.decode(key) if key is not None else None
+            envelope = ChangeEnvelope.from_value(decoded_value or {})
+        except Exception as exc:  # any decoder failure means this record is poison
+            raise UndecodableRecord(
+                f"{coordinates.topic}[{coordinates.partition}]@{coordinates.offset} "
+                f"cannot be decoded: {type(exc).__name__}: {exc}",
+                hint="see the record on the dead-letter topic; was it written by labstream cdc?",
+            ) from exc
+        primary_key = decoded_key if isinstance(decoded_key, dict) else _key_from_row(envelope)
+        self._remember(key, value)
+        return ChangeRecord(envelope, primary_key, coordinates, headers)
+
+    async def decode_async(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        coordinates: SourceCoordinates,
+        headers: Headers = (),
+    ) -> ChangeRecord | None:
+        if all(self._schema_id(data) in self._known_ids for data in (key, value) if data):
+            return self.decode(key, value, coordinates, headers)
+        # first record of a schema: fetching it may block on the registry
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self.decode, key, value, coordinates, headers)
+
+    def _remember(self, *datas: bytes | None) -> None:
+        for data in datas:
+            schema_id = self._schema_id(data)
+            if schema_id is not None:
+                self._known_ids.add(schema_id)
+
+    @staticmethod
+    def _schema_id(data: bytes | None) -> int | None:
+        if not data or len(data) < 5 or data[0] != 0:
+            return None
+        return int(_HEADER.unpack_from(data)[1])
+
+
+def _key_from_row(envelope: ChangeEnvelope) -> dict[str, Any]:
+    row = envelope.row or {}
+    return {"id": row["id"]} if "id" in row else {}
+
+
+class RoutedSerializer:
+    """Routed events -> Confluent-framed Avro, schemas registered at start."""
+
+    def __init__(self, registry: SchemaRegistry, topic_of_kind: dict[str, str]) -> None:
+        self._registry = registry
+        self._topic_of_kind = topic_of_kind
+        self._writers: dict[str, tuple[bytes, Any]] = {}
+
+    def register_all(self) -> dict[str, int]:
+        """Register every routed schema (blocking; call before the worker starts)."""
+        ids = {}
+        for kind, topic in self._topic_of_kind.items():
+            schema = schemas.routed_schema(kind)
+            schema_id = self._registry.register(f"{topic}-value", json.dumps(schema))
+            self._writers[kind] = (_HEADER.pack(0, schema_id), fastavro.parse_schema(schema))
+            ids[kind] = schema_id
+        return ids
+
+    def value(self, event: RoutedEvent) -> bytes:
+        header, parsed = self._writers[event.kind]
+        buffer = io.BytesIO()
+        buffer.write(header)
+        fastavro.schemaless_writer(buffer, parsed, schemas.routed_record(event))
+        return buffer.getvalue()
+
+    @staticmethod
+    def key(event: RoutedEvent) -> bytes:
+        return event.change.primary_key_text.encode()
+
+
+def decode_routed(data: bytes, registry: SchemaRegistry) -> dict[str, Any] | None:
+    """Read a routed record (consumers: see docs/examples/consume_routed.py)."""
+    return AvroDeserializer(registry).decode(data)
+
+
+def decision_value(decision: Decision) -> bytes:
+    origin = decision.origin
+    document = {
+        "outcome": decision.outcome,
+        "reason": decision.reason,
+        "detail": decision.detail,
+        "event_kind": decision.event_kind,
+        "event_id": decision.event_id,
+        "rule_id": decision.rule_id,
+        "job_key": decision.job_key,
+        "tenant_id": decision.tenant_id,
+        "experiment_id": decision.experiment_id,
+        "command": list(decision.command),
+        "decided_at_ms": decision.decided_at_ms,
+        "origin": None if origin is None else {
+            "topic": origin.topic, "partition": origin.partition, "offset": origin.offset},
+        **{key: plain(value) for key, value in decision.extra.items()},
+    }
+    return json.dumps(document, separators=(",", ":"), default=str).encode()
+
+
+def decision_key(decision: Decision) -> bytes:
+    return (decision.job_key or decision.event_id).encode()
+
+
+def header_tuples(headers: Any) -> Headers:
+    """Faust/aiokafka headers (list of tuples or a mapping) as `((str, bytes), ...)`."""
+    if not headers:
+        return ()
+    items: Iterable[tuple[Any, Any]] = headers.items() if hasattr(headers, "items") else headers
+    return tuple(
+        (str(name), raw if isinstance(raw, bytes) else str(raw).encode())
+        for name, raw in items
+        if raw is not None
+    )

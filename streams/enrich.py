@@ -1,0 +1,154 @@
+"""Join a change with reference data (tenant, experiment, instrument, samples, inventory).
+
+`enrich(change, reference)` is pure: it reads the reference tables the worker
+keeps in memory (see `streams.reference`), never the database. A reference row
+that is not known yet (CDC delivers each table on its own topic, so a run can
+arrive before its instrument) is **not** guessed: the result says
+`complete=False` and lists what is missing, e.g. `["instrument:hplc-07"]`.
+
+The agent first waits for late reference data: `enrich_waiting()` retries every
+`poll_s` until the enrichment is complete or `timeout_s` has passed, then goes on
+with the incomplete enrichment (route and trigger see `complete=False`). A row
+waited for in vain is not waited for again during the next minute (`GaveUp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from streams.records import ChangeRecord, EnrichedEvent, Enrichment, Row
+
+
+class ReferenceData(Protocol):
+    """Read access to the reference tables, keyed by primary key (`id`)."""
+
+    def get(self, table: str, key: str) -> Row | None: ...
+
+    def samples_of(self, experiment_id: str) -> Sequence[Row]: ...
+
+
+class _Lookup:
+    """Collects found rows and the names of missing ones for one enrichment."""
+
+    def __init__(self, reference: ReferenceData) -> None:
+        self.reference = reference
+        self.missing: list[str] = []
+
+    def row(self, table: str, key: object) -> Row | None:
+        if key is None or key == "":
+            return None
+        found = self.reference.get(table, str(key))
+        if found is None:
+            self.missing.append(f"{_SINGULAR[table]}:{key}")
+        return found
+
+
+_SINGULAR = {
+    "tenants": "tenant",
+    "experiments": "experiment",
+    "instruments": "instrument",
+    "inventory_items": "inventory",
+    "samples": "sample",
+}
+
+
+def enrich(change: ChangeRecord, reference: ReferenceData) -> EnrichedEvent:
+    """The change with its reference rows; `complete=False` + `missing` when some are unknown."""
+    row = change.envelope.row or {}
+    builder = _BUILDERS.get(change.table)
+    if builder is None or not row:
+        return EnrichedEvent(change, Enrichment())
+    lookup = _Lookup(reference)
+    enrichment = builder(row, lookup)
+    return EnrichedEvent(change, enrichment)
+
+
+def _for_run(row: Row, lookup: _Lookup) -> Enrichment:
+    experiment = lookup.row("experiments", row.get("experiment_id"))
+    instrument = lookup.row("instruments", row.get("instrument_id"))
+    tenant = lookup.row("tenants", experiment.get("tenant_id")) if experiment else None
+    samples = _samples(lookup, row.get("experiment_id"))
+    return _done(lookup, tenant=tenant, experiment=experiment, instrument=instrument,
+                 samples=samples)
+
+
+def _for_experiment(row: Row, lookup: _Lookup) -> Enrichment:
+    tenant = lookup.row("tenants", row.get("tenant_id"))
+    return _done(lookup, tenant=tenant, samples=_samples(lookup, row.get("id")))
+
+
+def _for_reading(row: Row, lookup: _Lookup) -> Enrichment:
+    return _done(lookup, instrument=lookup.row("instruments", row.get("instrument_id")))
+
+
+def _for_inventory(row: Row, lookup: _Lookup) -> Enrichment:
+    # the item is its own reference row; nothing else to join
+    return _done(lookup, inventory=row)
+
+
+def _samples(lookup: _Lookup, experiment_id: object) -> tuple[Row, ...]:
+    if not experiment_id:
+        return ()
+    # samples are optional: an experiment without samples is not "missing" anything
+    return tuple(sorted(lookup.reference.samples_of(str(experiment_id)),
+                        key=lambda sample: str(sample.get("id"))))
+
+
+def _done(lookup: _Lookup, **rows: object) -> Enrichment:
+    return Enrichment(complete=not lookup.missing, missing=tuple(lookup.missing), **rows)  # type: ignore[arg-type]
+
+
+_BUILDERS: dict[str, Callable[[Row, _Lookup], Enrichment]] = {
+    "runs": _for_run,
+    "experiments": _for_experiment,
+    "sensor_readings": _for_reading,
+    "inventory_items": _for_inventory,
+}
+
+
+async def enrich_waiting(
+    change: ChangeRecord,
+    reference: ReferenceData,
+    *,
+    timeout_s: float,
+    poll_s: float = 0.1,
+    clock: Callable[[], float] = time.monotonic,
+    gave_up: GaveUp | None = None,
+) -> EnrichedEvent:
+    """`enrich`, retried while reference data is missing, for at most `timeout_s`.
+
+    With `gave_up`, a row already waited for in vain is not waited for again for
+    a while, so a reference row that never comes does not slow every event down.
+    """
+    deadline = clock() + timeout_s
+    enriched = enrich(change, reference)
+    if gave_up is not None and gave_up.all_recent(enriched.enrichment.missing, clock()):
+        return enriched
+    while not enriched.enrichment.complete and clock() < deadline:
+        await asyncio.sleep(poll_s)
+        enriched = enrich(change, reference)
+    if gave_up is not None and not enriched.enrichment.complete:
+        gave_up.remember(enriched.enrichment.missing, clock())
+    return enriched
+
+
+class GaveUp:
+    """Reference rows waited for in vain, and when (at most `max_entries`)."""
+
+    def __init__(self, *, forget_after_s: float = 60.0, max_entries: int = 10_000) -> None:
+        self.forget_after_s = forget_after_s
+        self.max_entries = max_entries
+        self._since: dict[str, float] = {}
+
+    def all_recent(self, missing: tuple[str, ...], now: float) -> bool:
+        return bool(missing) and all(
+            now - self._since.get(name, float("-inf")) < self.forget_after_s for name in missing)
+
+    def remember(self, missing: tuple[str, ...], now: float) -> None:
+        if len(self._since) >= self.max_entries:
+            self._since.clear()
+        for name in missing:
+            self._since[name] = now

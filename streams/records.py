@@ -1,0 +1,246 @@
+"""Typed records that flow through the chain: change -> enriched -> routed -> decision.
+
+Field names follow Debezium's envelope (`op`, `before`, `after`, `source`,
+`ts_ms`), so the same records serve the Faust agents and the replay dry run.
+Rows are plain dicts as the Avro decoder gives them (numeric -> Decimal,
+timestamptz -> ISO-8601 text, jsonb -> JSON text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+Row = Mapping[str, Any]
+_SCALARS = (str, int, float, bool)
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCoordinates:
+    """Where a Kafka record was read: the identity of one delivery."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEnvelope:
+    """Debezium's change envelope (value of a `lab.<schema>.<table>` record)."""
+
+    op: str  # c (create), u (update), d (delete), r (snapshot read), t (truncate)
+    before: Row | None
+    after: Row | None
+    source: Row
+    ts_ms: int | None = None
+    transaction: Row | None = None
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> ChangeEnvelope:
+        return cls(
+            op=str(value["op"]),
+            before=value.get("before"),
+            after=value.get("after"),
+            source=value.get("source") or {},
+            ts_ms=value.get("ts_ms"),
+            transaction=value.get("transaction"),
+        )
+
+    @property
+    def table(self) -> str:
+        return str(self.source.get("table", ""))
+
+    @property
+    def lsn(self) -> int | None:
+        lsn = self.source.get("lsn")
+        return int(lsn) if lsn is not None else None
+
+    @property
+    def committed_at_ms(self) -> int | None:
+        """When the change committed in the database (source.ts_ms), else when it was read."""
+        ts = self.source.get("ts_ms")
+        return int(ts) if ts is not None else self.ts_ms
+
+    @property
+    def row(self) -> Row | None:
+        """The row as it is now: `after`, or `before` for a delete."""
+        return self.after if self.after is not None else self.before
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One decoded CDC record: envelope, primary key, coordinates and headers."""
+
+    envelope: ChangeEnvelope
+    primary_key: Row
+    coordinates: SourceCoordinates
+    headers: Headers = ()
+
+    @property
+    def table(self) -> str:
+        return self.envelope.table
+
+    @property
+    def primary_key_text(self) -> str:
+        """The primary key as canonical JSON (sorted keys), e.g. `{"id":"run-1"}`."""
+        return json.dumps(dict(self.primary_key), sort_keys=True, separators=(",", ":"),
+                          default=str)
+
+    @property
+    def change_id(self) -> str:
+        """Identity of the change itself: table + primary key + source LSN.
+
+        The same row change read twice (redelivery, replay, another offset after a
+        connector restart) has the same change_id.
+        """
+        return f"{self.table}:{self.primary_key_text}:{self.envelope.lsn}"
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """Reference rows joined to a change, and whether any was not (yet) known."""
+
+    complete: bool = True
+    missing: tuple[str, ...] = ()  # e.g. ("instrument:hplc-01",)
+    tenant: Row | None = None
+    experiment: Row | None = None
+    instrument: Row | None = None
+    samples: tuple[Row, ...] = ()
+    inventory: Row | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "complete": self.complete,
+            "missing": list(self.missing),
+            "tenant": _plain(self.tenant),
+            "experiment": _plain(self.experiment),
+            "instrument": _plain(self.instrument),
+            "samples": [_plain(sample) for sample in self.samples],
+            "inventory": _plain(self.inventory),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichedEvent:
+    change: ChangeRecord
+    enrichment: Enrichment
+
+    @property
+    def tenant_id(self) -> str | None:
+        return _tenant_of(self.change.envelope.row, self.enrichment)
+
+    @property
+    def experiment_id(self) -> str | None:
+        row = self.change.envelope.row or {}
+        if self.change.table == "experiments":
+            return row.get("id")
+        return row.get("experiment_id")
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedEvent:
+    """A typed lab event on `lab.routed.<kind>`."""
+
+    kind: str  # e.g. "hplc.completed"
+    event_id: str  # what a job key is derived from (see route.py)
+    occurred_at_ms: int | None
+    tenant_id: str | None
+    experiment_id: str | None
+    payload: Mapping[str, Any]  # the kind's own fields (documented in docs/topics.md)
+    change: ChangeRecord
+    enrichment: Enrichment
+
+    def field_value(self, path: str) -> Any:
+        """A dotted path into the event: `payload.peaks`, `enrichment.instrument.name`."""
+        return lookup_path(self.as_document(), path)
+
+    def origin(self) -> dict[str, Any]:
+        change = self.change
+        return {
+            "topic": change.coordinates.topic,
+            "partition": change.coordinates.partition,
+            "offset": change.coordinates.offset,
+            "lsn": change.envelope.lsn,
+            "table": change.table,
+            "primary_key": change.primary_key_text,
+            "op": change.envelope.op,
+        }
+
+    def as_document(self) -> dict[str, Any]:
+        """The event as a plain dict: what rule conditions and placeholders see."""
+        return {
+            "kind": self.kind,
+            "event_id": self.event_id,
+            "occurred_at_ms": self.occurred_at_ms,
+            "tenant_id": self.tenant_id,
+            "experiment_id": self.experiment_id,
+            "payload": _plain(self.payload),
+            "origin": self.origin(),
+            "row": _plain(self.change.envelope.row),
+            "enrichment": self.enrichment.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the trigger decided for one (event, rule): fired, skipped (and why) or failed."""
+
+    outcome: str  # "fired" | "skipped" | "failed"
+    reason: str  # machine-readable: fired, no_rule_for_kind, rule_disabled, ...
+    detail: str  # one human sentence naming the field and values
+    event_kind: str | None
+    event_id: str
+    rule_id: str | None = None
+    job_key: str | None = None
+    tenant_id: str | None = None
+    experiment_id: str | None = None
+    command: tuple[str, ...] = ()
+    decided_at_ms: int = 0
+    origin: SourceCoordinates | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def lookup_path(document: Any, path: str) -> Any:
+    """Follow `a.b.0.c` through dicts and lists; raises KeyError naming the first missing part."""
+    current = document
+    for part in path.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        elif isinstance(current, list | tuple) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            raise KeyError(part)
+    return current
+
+
+def _tenant_of(row: Row | None, enrichment: Enrichment) -> str | None:
+    if row is not None and row.get("tenant_id"):
+        return str(row["tenant_id"])
+    if enrichment.experiment is not None and enrichment.experiment.get("tenant_id"):
+        return str(enrichment.experiment["tenant_id"])
+    if enrichment.tenant is not None and enrichment.tenant.get("id"):
+        return str(enrichment.tenant["id"])
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy: Decimal -> float, bytes -> hex, tuples -> lists."""
+    if value is None or isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def plain(value: Any) -> Any:
+    return _plain(value)

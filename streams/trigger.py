@@ -1,0 +1,242 @@
+"""Decide, for one routed event, which trigger rules fire and why the others do not.
+
+`decide(event, rules, now=...)` is pure. Rules come from the lab table
+`trigger_rules` (streamed by CDC, see `streams.reference`). For every rule of the
+event's kind it returns one `Decision`:
+
+- `fired`: the job request can be built (`job_key`, filled `command`);
+- `skipped` with `reason`: `no_rule_for_kind` (one decision, no rule id),
+  `rule_disabled`, `tenant_mismatch`, `condition_false` (names the field, the
+  value seen and the value wanted), `placeholder_missing`;
+- `failed` with `rule_invalid` when the rule itself cannot be used.
+
+`job_key` is derived from the rule id and the event identity (table + primary
+key + source LSN; for expiring lots, the lot), so a redelivered or replayed
+event maps to the same job and the job runner launches it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from streams.records import Decision, RoutedEvent, Row, plain
+
+SHARED_TENANT = "shared"  # jobs of lab-wide events (inventory, fridges) have no tenant
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
+
+
+class RuleInvalid(ValueError):
+    """A trigger_rules row that cannot be used (bad command, env or condition)."""
+
+
+@dataclass(frozen=True)
+class TriggerRule:
+    id: str
+    event_kind: str
+    command: tuple[str, ...]
+    tenant_id: str | None = None
+    enabled: bool = True
+    condition: Mapping[str, Any] = field(default_factory=dict)
+    backend: str = "local"
+    image: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: int = 600
+    max_concurrency: int = 4
+
+    @classmethod
+    def from_row(cls, row: Row) -> TriggerRule:
+        """A rule from its CDC row (jsonb columns arrive as JSON text)."""
+        command = _json(row.get("command"), "command")
+        condition = _json(row.get("condition") or "{}", "condition")
+        env = _json(row.get("env") or "{}", "env")
+        if not isinstance(command, list) or not command:
+            raise RuleInvalid(f"rule {row.get('id')}: command must be a non-empty JSON array")
+        if not isinstance(condition, dict):
+            raise RuleInvalid(f"rule {row.get('id')}: condition must be a JSON object")
+        if not isinstance(env, dict):
+            raise RuleInvalid(f"rule {row.get('id')}: env must be a JSON object")
+        return cls(
+            id=str(row["id"]),
+            event_kind=str(row.get("event_kind")),
+            command=tuple(str(part) for part in command),
+            tenant_id=row.get("tenant_id"),
+            enabled=bool(row.get("enabled", True)),
+            condition=condition,
+            backend=str(row.get("backend") or "local"),
+            image=row.get("image"),
+            env={str(k): str(v) for k, v in env.items()},
+            timeout_s=int(row.get("timeout_s") or 600),
+            max_concurrency=int(row.get("max_concurrency") or 4),
+        )
+
+
+def _json(value: Any, column: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise RuleInvalid(f"{column} is not valid JSON: {exc}") from exc
+
+
+def job_key(rule_id: str, event_id: str) -> str:
+    """Deterministic: the same rule and event identity give the same key, always."""
+    digest = hashlib.sha256(f"{rule_id}\x1f{event_id}".encode()).hexdigest()[:32]
+    return f"{rule_id}:{digest}"
+
+
+def decide(
+    event: RoutedEvent,
+    rules: Iterable[TriggerRule | Row],
+    *,
+    now: datetime,
+) -> list[Decision]:
+    """One decision per rule of `event.kind`, or one `no_rule_for_kind` decision."""
+    decided_at_ms = int(now.timestamp() * 1000)
+    base = _Base(event, decided_at_ms)
+    document: dict[str, Any] | None = None  # built once, only if a rule needs it
+    decisions: list[Decision] = []
+    for rule_or_row in rules:
+        if isinstance(rule_or_row, TriggerRule):
+            rule = rule_or_row
+        else:
+            if rule_or_row.get("event_kind") != event.kind:
+                continue
+            try:
+                rule = TriggerRule.from_row(rule_or_row)
+            except (RuleInvalid, KeyError, TypeError, ValueError) as exc:
+                decisions.append(base.decision("failed", "rule_invalid", str(exc),
+                                               rule_id=str(rule_or_row.get("id"))))
+                continue
+        if rule.event_kind == event.kind:
+            if document is None:
+                document = event.as_document()
+            decisions.append(_decide_one(base, rule, document))
+    if not decisions:
+        return [base.decision("skipped", "no_rule_for_kind",
+                              f"no trigger rule has event_kind {event.kind!r}")]
+    return sorted(decisions, key=lambda decision: decision.rule_id or "")
+
+
+@dataclass(frozen=True)
+class _Base:
+    event: RoutedEvent
+    decided_at_ms: int
+
+    def decision(self, outcome: str, reason: str, detail: str, **fields: Any) -> Decision:
+        event = self.event
+        return Decision(
+            outcome=outcome, reason=reason, detail=detail, event_kind=event.kind,
+            event_id=event.event_id, tenant_id=event.tenant_id,
+            experiment_id=event.experiment_id, decided_at_ms=self.decided_at_ms,
+            origin=event.change.coordinates, **fields,
+        )
+
+
+def _decide_one(base: _Base, rule: TriggerRule, document: Mapping[str, Any]) -> Decision:
+    event = base.event
+    if not rule.enabled:
+        return base.decision("skipped", "rule_disabled", f"rule {rule.id} is disabled",
+                             rule_id=rule.id)
+    if rule.tenant_id is not None and rule.tenant_id != event.tenant_id:
+        seen = event.tenant_id if event.tenant_id is not None else "unknown"
+        why = "" if event.enrichment.complete else (
+            f" (enrichment incomplete, missing: {', '.join(event.enrichment.missing)})")
+        return base.decision("skipped", "tenant_mismatch",
+                             f"rule {rule.id} is for tenant {rule.tenant_id!r}, "
+                             f"event tenant is {seen!r}{why}", rule_id=rule.id)
+    mismatch = _condition_mismatch(rule.condition, document)
+    if mismatch is not None:
+        return base.decision("skipped", "condition_false", f"rule {rule.id}: {mismatch}",
+                             rule_id=rule.id)
+    try:
+        command = tuple(fill_placeholders(part, document) for part in rule.command)
+    except KeyError as exc:
+        return base.decision("skipped", "placeholder_missing",
+                             f"rule {rule.id}: placeholder {{{exc.args[0]}}} has no value "
+                             f"in the {event.kind} event", rule_id=rule.id)
+    return base.decision("fired", "fired", f"rule {rule.id} fired", rule_id=rule.id,
+                         job_key=job_key(rule.id, event.event_id), command=command)
+
+
+def _condition_mismatch(condition: Mapping[str, Any], document: Mapping[str, Any]) -> str | None:
+    for path in sorted(condition):
+        wanted = condition[path]
+        try:
+            seen = _lookup(document, path)
+        except KeyError:
+            return f"condition field {path} is absent, wanted {json.dumps(wanted)}"
+        if not _equal(seen, wanted):
+            return (f"condition field {path} is {json.dumps(plain(seen), default=str)}, "
+                    f"wanted {json.dumps(wanted)}")
+    return None
+
+
+def _lookup(document: Mapping[str, Any], path: str) -> Any:
+    from streams.records import lookup_path
+
+    return lookup_path(document, path)
+
+
+def _equal(seen: Any, wanted: Any) -> bool:
+    if isinstance(seen, bool) or isinstance(wanted, bool):
+        return seen is wanted
+    if isinstance(seen, int | float | Decimal) and isinstance(wanted, int | float | Decimal):
+        return Decimal(str(seen)) == Decimal(str(wanted))
+    return bool(plain(seen) == wanted)
+
+
+def fill_placeholders(template: str, document: Mapping[str, Any]) -> str:
+    """`"--run={payload.run_id}"` -> `"--run=run-1"`; KeyError(path) when a value is absent."""
+
+    def value_of(match: re.Match[str]) -> str:
+        path = match.group(1)
+        try:
+            value = _lookup(document, path)
+        except KeyError:
+            raise KeyError(path) from None
+        if value is None:
+            raise KeyError(path)
+        value = plain(value)
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+    return _PLACEHOLDER.sub(value_of, template)
+
+
+def job_request(
+    decision: Decision,
+    rule: TriggerRule,
+    *,
+    traceparent: str | None,
+    tracestate: str | None,
+) -> Any:
+    """The `streams.jobs.JobRequest` for a fired decision (trace context kept)."""
+    from streams.jobs import JobRequest
+
+    assert decision.outcome == "fired" and decision.job_key is not None
+    origin = decision.origin
+    return JobRequest(
+        job_key=decision.job_key,
+        rule_id=rule.id,
+        tenant_id=decision.tenant_id or rule.tenant_id or SHARED_TENANT,
+        experiment_id=decision.experiment_id,
+        backend=rule.backend,
+        image=rule.image,
+        command=decision.command,
+        env=dict(rule.env),
+        timeout_s=float(rule.timeout_s),
+        max_concurrency=rule.max_concurrency,
+        source_topic=origin.topic if origin else None,
+        source_partition=origin.partition if origin else None,
+        source_offset=origin.offset if origin else None,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        event_kind=decision.event_kind,
+    )
