@@ -60,13 +60,15 @@ KEY_ATTRIBUTES = (
 
 
 def key_to_str(key: bytes | str | None) -> str | None:
-    """A record key as the conventions want it: text, or its hex form when not UTF-8."""
+    """A record key as the conventions want it: text, or its hex form when it is binary
+    (not UTF-8, or with control characters such as a Confluent-framed Avro key's NULs)."""
     if key is None or isinstance(key, str):
         return key
     try:
-        return key.decode("utf-8")
+        text = key.decode("utf-8")
     except UnicodeDecodeError:
         return key.hex()
+    return key.hex() if any(ord(char) < 32 for char in text) else text
 
 
 def set_send_attributes(

@@ -52,7 +52,15 @@ INSERT_SQL = (
 
 def _json_value(value: Any) -> Any:
     # OTel attribute values are str/bool/int/float or sequences of those (tuples)
-    return list(value) if isinstance(value, tuple | list) else value
+    if isinstance(value, str):
+        return _text(value)
+    return [_json_value(item) for item in value] if isinstance(value, tuple | list) else value
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000: one such character (a binary Kafka key,
+    # an exception message quoting bytes) would make the whole batch fail and be dropped
+    return value.replace("\x00", "\ufffd")
 
 
 def _json_attributes(attributes: Mapping[str, Any] | None) -> str:
@@ -65,7 +73,7 @@ def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
     assert span_context is not None  # finished SDK spans always have one
     resource = dict(span.resource.attributes) if span.resource else {}
     events = [
-        {"name": e.name, "time_unix_nano": e.timestamp, "attributes": _loads(e.attributes)}
+        {"name": _text(e.name), "time_unix_nano": e.timestamp, "attributes": _loads(e.attributes)}
         for e in span.events
     ]
     links = [
@@ -80,13 +88,13 @@ def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
         format(span_context.trace_id, "032x"),
         format(span_context.span_id, "016x"),
         format(span.parent.span_id, "016x") if span.parent is not None else None,
-        span.name,
+        _text(span.name),
         span.kind.name,
         str(resource.get("service.name", "unknown_service")),
         span.start_time,
         span.end_time if span.end_time is not None else span.start_time,
         span.status.status_code.name,
-        span.status.description,
+        _text(span.status.description) if span.status.description else None,
         _json_attributes(span.attributes),
         json.dumps(events, default=str),
         json.dumps(links, default=str),
