@@ -35,7 +35,14 @@ from explain_helpers import REPO, Chain, chain, execute, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO / "docs" / "screenshots"
+# Every run saves the views under test-artifacts/ (gitignored) so a test run never
+# dirties the work tree; LABSTREAM_UPDATE_SCREENSHOTS=1 refreshes the README's copies.
+SCREENSHOTS = (
+    REPO / "docs" / "screenshots"
+    if os.environ.get("LABSTREAM_UPDATE_SCREENSHOTS") == "1"
+    else REPO / "test-artifacts" / "screenshots"
+)
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync"]
