@@ -3,7 +3,8 @@
     .venv/bin/python bench/cdc_steady.py [--rate 2000] [--seconds 30] [--serializer avro|json]
 
 Latency of a record = broker timestamp (LogAppendTime) - its commit time
-(`source.ts_ms`). Prints p50/p95/p99/max over all records of the measured phase,
+(`source.ts_ms`). Prints p50/p95/p99/p99.9/max over all records of the measured phase,
+how many records took over 15 ms and in how many distinct seconds (bunched = stalls),
 the rate pgbench achieved, the connector's CPU seconds and VmHWM.
 """
 
@@ -59,13 +60,17 @@ def main() -> None:
         cpu = bench.cpu_seconds() - cpu_before
         peak_mb = bench.peak_rss_mb()
         assert bench.stop() == 0
-        latencies = sorted(broker - commit for broker, commit in
-                           bench.read_back(warm, warm + int(load["transactions"])))
+        stamps = bench.read_back(warm, warm + int(load["transactions"]))
+        latencies = sorted(broker - commit for broker, commit in stamps)
+        # is the tail a few stalls (slow records bunched in a few seconds) or spread out?
+        slow_seconds = {commit // 1000 for broker, commit in stamps if broker - commit > 15}
         print(json.dumps({
             "serializer": args.serializer, "target_tps": args.rate, "pgbench_tps": load["tps"],
             "records": len(latencies), "p50_ms": percentile(latencies, 0.50),
             "p95_ms": percentile(latencies, 0.95), "p99_ms": percentile(latencies, 0.99),
-            "max_ms": latencies[-1], "connector_cpu_s": round(cpu, 2),
+            "p999_ms": percentile(latencies, 0.999), "max_ms": latencies[-1],
+            "over_15ms": sum(1 for latency in latencies if latency > 15),
+            "seconds_with_over_15ms": len(slow_seconds), "connector_cpu_s": round(cpu, 2),
             "connector_vmhwm_mb": round(peak_mb, 1)}))
     finally:
         bench.teardown()

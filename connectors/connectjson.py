@@ -25,8 +25,9 @@ Converter = Callable[[Any], Any]
 # A float is carried through json.dumps as this marker string, then spliced back raw.
 # "\x00" cannot occur in PostgreSQL text, so no real string can look like a marker.
 _MARK = "\x00F"
-_MARKED = re.compile(r'"\\u0000F([^"\\]*)"')
+_MARK_JSON = "\\u0000F"  # how json.dumps writes _MARK inside a string
 _LOWER_HEX_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u00([0-9a-f]{2})")
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def java_number_text(value: float, digits: str, exponent: int) -> str:
@@ -138,10 +139,31 @@ def value_converter(schema: dict[str, Any]) -> Converter:
     return _identity
 
 
+def upper_hex_escapes(text: str) -> str:
+    """`\\u00xx` escapes (as `json.dumps` writes them) with upper-case hex, as Jackson."""
+    return _LOWER_HEX_ESCAPE.sub(lambda m: f"{m.group(1)}\\u00{m.group(2).upper()}", text)
+
+
+def _splice_marked_floats(text: str) -> str:
+    """`"\\u0000F<number>"` -> `<number>`: the marker and its quotes go, the text stays.
+
+    A marker string holds only the number's characters (no quote, no backslash), so
+    the closing quote is the first `"` after the marker.
+    """
+    parts = text.split('"' + _MARK_JSON)
+    for index in range(1, len(parts)):
+        part = parts[index]
+        end = part.index('"')
+        parts[index] = part[:end] + part[end + 1:]
+    return "".join(parts)
+
+
 def dumps(document: Any) -> str:
     """Compact JSON as Jackson writes it (after `value_converter` marked the floats)."""
-    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = _DUMPS(document)
     if "\\u00" in text:
-        text = _MARKED.sub(r"\1", text)
-        text = _LOWER_HEX_ESCAPE.sub(lambda m: f"{m.group(1)}\\u00{m.group(2).upper()}", text)
+        if _MARK_JSON in text:
+            text = _splice_marked_floats(text)
+        if "\\u00" in text:
+            text = upper_hex_escapes(text)
     return text

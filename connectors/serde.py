@@ -8,7 +8,9 @@
 - `AvroDeserializer(registry).decode(data)`: the reverse, fetching writer schemas by id.
 - `JsonConverterSerializer`: `{"schema": ..., "payload": ...}` as Kafka Connect's
   JsonConverter with `schemas.enable=true` writes Debezium events (`connectors.connectjson`:
-  bytes base64, Java number text, Jackson escaping).
+  bytes base64, Java number text, Jackson escaping). The schema half is written once per
+  table version; the payload by a writer compiled from the schema (`connectors.jsonwriter`,
+  character-identical to `connectjson.dumps(value_converter(schema)(payload))`).
 
 Nothing here reads or writes Kafka headers.
 """
@@ -24,7 +26,7 @@ import fastavro
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors import connectjson
+from connectors import connectjson, jsonwriter
 from connectors.avrowriter import Encoder, UnsupportedSchema, compile_writer
 from connectors.envelope import ChangeEvent, FixedSchemas
 from connectors.exceptions import CodecConfigError, SerializationError
@@ -167,11 +169,11 @@ class JsonConverterSerializer:
     """Kafka Connect JsonConverter (`schemas.enable=true`) bytes for Debezium events."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, str], tuple[str, connectjson.Converter] | None] = {}
+        self._cache: dict[tuple[Any, str], tuple[bytes, jsonwriter.JsonEncoder] | None] = {}
 
     def _compiled(
         self, event: ChangeEvent, part: str
-    ) -> tuple[str, connectjson.Converter] | None:
+    ) -> tuple[bytes, jsonwriter.JsonEncoder] | None:
         if event.table is not None:
             identity: Any = (event.table.topic, event.table.fingerprint)
             table = event.table
@@ -183,9 +185,10 @@ class JsonConverterSerializer:
             raise SerializationError(f"event for topic {event.topic!r} carries no schema")
         cache_key = (identity, part)
         if cache_key not in self._cache:
+            # the schema half of every record is constant: written once, prefixed
             self._cache[cache_key] = None if schema is None else (
-                connectjson.dumps(schema),
-                connectjson.value_converter(schema),
+                f'{{"schema":{connectjson.dumps(schema)},"payload":'.encode(),
+                jsonwriter.compile_encoder(schema),
             )
         return self._cache[cache_key]
 
@@ -193,9 +196,8 @@ class JsonConverterSerializer:
         compiled = self._compiled(event, part)
         if compiled is None:
             raise SerializationError(f"{event.topic}: {part} given but no {part} schema")
-        schema_json, convert = compiled
-        payload_json = connectjson.dumps(convert(payload))
-        return f'{{"schema":{schema_json},"payload":{payload_json}}}'.encode()
+        head, encode = compiled
+        return b"".join((head, encode(payload).encode(), b"}"))
 
     def key_bytes(self, event: ChangeEvent) -> bytes | None:
         return None if event.key is None else self._encode(event, "key", event.key)

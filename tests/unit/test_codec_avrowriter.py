@@ -130,3 +130,10 @@ def test_unsupported_constructs_are_reported() -> None:
 
 def test_nan_floats_are_written() -> None:
     assert ours("double", math.nan) == fastavro_bytes("double", math.nan)
+
+
+@given(st.one_of(st.integers(-(2**63), 2**63 - 1),
+                 st.integers(0, 63).map(lambda bits: 2**bits - 1),
+                 st.integers(0, 63).map(lambda bits: -(2**bits))))
+def test_long_varints_equal_fastavro_at_every_length(value: int) -> None:
+    assert ours("long", value) == fastavro_bytes("long", value)
