@@ -1,0 +1,137 @@
+"""What tracing costs the CDC connector: bulk rate with tracing on vs off, side by side.
+
+    .venv/bin/python bench/tracing_overhead.py [--rows 100000] [--runs 3]
+
+Each run streams `--rows` rows (transactions of 1,000 rows, each transaction
+carrying its own W3C traceparent via `pg_logical_emit_message`, as the lab API
+writes them) through `labstream cdc run` in three modes: tracing on as shipped
+(`on`: `LABSTREAM_TRACING_EXPORTERS=auto` = the lab-DB span store), tracing on with
+no exporter (`on-noexport`: spans made and dropped, to split the cost between making
+spans and exporting them) and `LABSTREAM_TRACING_ENABLED=false` (`off`); the modes
+alternate run by run so drift on this shared machine hits them alike. Rate = rows /
+(first commit -> broker LogAppendTime of the last record), after a 5,000-row warm-up
+(method: /work/shared/BENCHMARKING.md).
+Prints one JSON line per run, then the medians and the cost against `off`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import time
+import uuid
+
+import psycopg
+from cdc_common import Bench, machine
+
+ROWS_PER_TX = 1_000
+
+
+def insert_traced(bench: Bench, rows: int) -> list[str]:
+    """Insert `rows` rows, one traceparent per transaction; returns the trace ids."""
+    trace_ids = []
+    with psycopg.connect(bench.database_url) as conn:
+        for _ in range(rows // ROWS_PER_TX):
+            trace_id = uuid.uuid4().hex
+            trace_ids.append(trace_id)
+            with conn.transaction():
+                conn.execute("SELECT pg_logical_emit_message(true, 'traceparent', %s)",
+                             (f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01",))
+                conn.execute(
+                    f"INSERT INTO {bench.table} (tenant, reading, note, qty) "
+                    "SELECT 'tenant-' || (g % 7), g * 0.5, 'traced row ' || g, g "
+                    f"FROM generate_series(1, {ROWS_PER_TX}) g")
+    return trace_ids
+
+
+def stored_spans(bench: Bench, trace_ids: list[str]) -> int:
+    rows = bench.sql("SELECT count(*) FROM labstream.spans WHERE trace_id = ANY(%s)",
+                     (trace_ids,))
+    bench.sql("DELETE FROM labstream.spans WHERE trace_id = ANY(%s)", (trace_ids,))
+    return int(rows[0][0])
+
+
+def delete_topics(bench: Bench) -> None:
+    # Bench.teardown asks for the deletion but does not wait for it, and the request can
+    # be lost when its admin client goes away: wait here
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bench.bootstrap})
+    existing = admin.list_topics(timeout=10).topics
+    names = [t for t in (bench.topic, f"__labstream-heartbeat.{bench.name}") if t in existing]
+    for future in (admin.delete_topics(names, operation_timeout=30).values() if names else ()):
+        with contextlib.suppress(Exception):  # already gone is fine
+            future.result(30)
+
+
+MODES = {
+    "on": {"LABSTREAM_TRACING_ENABLED": "true", "LABSTREAM_TRACING_EXPORTERS": "auto"},
+    "on-noexport": {"LABSTREAM_TRACING_ENABLED": "true", "LABSTREAM_TRACING_EXPORTERS": "none"},
+    "off": {"LABSTREAM_TRACING_ENABLED": "false", "LABSTREAM_TRACING_EXPORTERS": "auto"},
+}
+
+
+def run_once(mode: str, rows: int) -> dict[str, object]:
+    bench = Bench("avro", f"trace_{mode.replace('-', '_')}")
+    saved = {name: os.environ.get(name) for name in MODES[mode]}
+    os.environ.update(MODES[mode])  # Bench.start hands os.environ to the connector
+    bench.setup()
+    try:
+        bench.start()
+        warm_traces = insert_traced(bench, 5_000)  # topic metadata, schemas, caches
+        bench.wait_for_offset(5_000)
+        cpu_before = bench.cpu_seconds()
+        trace_ids = insert_traced(bench, rows)
+        bench.wait_for_offset(5_000 + rows)
+        cpu = bench.cpu_seconds() - cpu_before
+        peak_mb = bench.peak_rss_mb()
+        assert bench.stop() == 0
+        time.sleep(0.5)
+        stamps = bench.read_back(5_000, 5_000 + rows)
+        first_commit = min(commit for _, commit in stamps)
+        last_arrival = max(broker for broker, _ in stamps)
+        seconds = (last_arrival - first_commit) / 1000
+        spans = stored_spans(bench, trace_ids)
+        stored_spans(bench, warm_traces)
+        return {"tracing": mode, "rows": rows, "rows_per_s": round(rows / seconds),
+                "seconds": round(seconds, 2), "connector_cpu_s": round(cpu, 2),
+                "connector_vmhwm_mb": round(peak_mb, 1), "spans_stored": spans}
+    finally:
+        bench.teardown()
+        delete_topics(bench)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3, help="Runs per mode (alternating).")
+    args = parser.parse_args()
+    print(json.dumps({"machine": machine()}))
+    results: dict[str, list[dict[str, object]]] = {mode: [] for mode in MODES}
+    for _ in range(args.runs):
+        for mode in MODES:
+            result = run_once(mode, args.rows)
+            results[mode].append(result)
+            print(json.dumps(result), flush=True)
+    medians = {mode: {
+        "rows_per_s": statistics.median(float(str(r["rows_per_s"])) for r in runs),
+        "connector_cpu_s": statistics.median(float(str(r["connector_cpu_s"])) for r in runs),
+    } for mode, runs in results.items()}
+    off = medians["off"]
+    costs = {mode: {"rate_cost_pct": round(100 * (1 - m["rows_per_s"] / off["rows_per_s"]), 1),
+                    "cpu_cost_pct": round(100 * (m["connector_cpu_s"] / off["connector_cpu_s"]
+                                                 - 1), 1)}
+             for mode, m in medians.items() if mode != "off"}
+    print(json.dumps({"median": medians, "cost_vs_off": costs}))
+
+
+if __name__ == "__main__":
+    main()
