@@ -63,6 +63,10 @@ def _two_digit_scientific(value: float) -> tuple[str, int]:
 
 def java_double(value: float) -> str:
     """Double.toString (JDK 19+: shortest digits that identify the double)."""
+    if 1e-3 <= abs(value) < 1e7:
+        # the hot path: both write the shortest round-trip digits in plain notation
+        # here, so Python's repr is already Java's text (10x cheaper than rebuilding it)
+        return repr(value)
     digits, exponent = _shortest_digits(repr(value))
     if len(digits) == 1 and not 1e-3 <= abs(value) < 1e7 and value != 0:
         digits, exponent = _two_digit_scientific(value)
