@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
-LINT_PATHS := labstream connectors streams tracing replay tests
+LINT_PATHS := base labstream connectors streams tracing replay explain tests bench
 
 .PHONY: help install stack test unit lint demo down
 
@@ -34,9 +34,10 @@ test: install stack ## the whole suite, unit and integration, against the local 
 unit: install ## only the unit tests (no services needed)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the layering contract (import-linter)
 	$(BIN)/ruff check $(LINT_PATHS)
-	$(BIN)/mypy labstream connectors streams tracing replay
+	$(BIN)/mypy base labstream connectors streams tracing replay explain
+	$(BIN)/lint-imports
 
 demo: install stack ## the end-to-end demo on the local stack
 	$(BIN)/labstream demo

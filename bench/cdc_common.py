@@ -21,9 +21,9 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from base.settings import service_settings
 from connectors.registry import DbSchemaRegistry
 from connectors.serde import AvroDeserializer
-from labstream.settings import service_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -224,7 +224,7 @@ def print_table(runs: list[dict[str, Any]], medians: dict[str, dict[str, float]]
 
 
 def parse_args() -> argparse.Namespace:
-    from labstream.settings import service_settings
+    from base.settings import service_settings
 
     services = service_settings()
     parser = argparse.ArgumentParser(

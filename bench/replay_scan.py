@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from replay_helpers import RunSpec, delete_topics, produce_runs
 
-from labstream.settings import service_settings
+from base.settings import service_settings
 from replay import runner
 from replay.dryrun import dry_run
 from replay.redrive import RedriveOptions

@@ -38,6 +38,7 @@ from confluent_kafka.admin import (  # noqa: E402
 )
 from explain_helpers import PEAKS, Chain, chain, execute, wait_for  # noqa: E402
 
+from base.settings import service_settings  # noqa: E402
 from bench.common import (  # noqa: E402
     ProcessProbe,
     create_log_append_topics,
@@ -46,7 +47,6 @@ from bench.common import (  # noqa: E402
     median,
     percentile,
 )
-from labstream.settings import service_settings  # noqa: E402
 
 JOB = ["/bin/true", "{payload.run_id}"]
 WARMUP_RUNS = 5

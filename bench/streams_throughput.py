@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kafka", type=int, default=0, help="events through a real worker")
     args = parser.parse_args()
-    from labstream.settings import service_settings
+    from base.settings import service_settings
 
     runs = [in_process(args.events) for _ in range(args.runs)]
     for run in runs:

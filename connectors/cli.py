@@ -56,8 +56,8 @@ def run() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def status(as_json: bool) -> None:
     """Slot active/inactive, confirmed LSN, lag in bytes and seconds, snapshot state."""
+    from base.db import connect
     from connectors.source.status import connector_status, format_status
-    from labstream.db.connection import connect
 
     with connect() as conn:
         result = connector_status(conn, CdcSettings())
@@ -71,8 +71,8 @@ def status(as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Really drop the slot(s) and the offsets.")
 def reset(yes: bool) -> None:
     """Drop the connector's replication slot(s) and offsets: the next run snapshots anew."""
+    from base.db import connect
     from connectors.source.status import reset_connector
-    from labstream.db.connection import connect
 
     if not yes:
         click.echo("this drops the replication slot and offsets; re-run with --yes", err=True)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from base.logs import kv
 from connectors import pgoids as oids
 from connectors import pgtext
 from connectors.exceptions import CodecConfigError
-from labstream.logs import kv
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from labstream import __version__
-from labstream.errors import LabstreamError
+from base import __version__
+from base.errors import LabstreamError
 
 # name -> (module, attribute, one-line help). Each area owns its module.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -56,7 +56,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "Show one trace (front end -> DB -> Kafka -> agents -> job) as a waterfall.",
     ),
     "explain": (
-        "tracing.explain.cli",
+        "explain.cli",
         "explain",
         "Why did (or didn't) a change trigger its job? Answers with evidence and the fix.",
     ),
@@ -97,7 +97,7 @@ class LazyGroup(click.Group):
 def app(ctx: click.Context, debug: bool) -> None:
     """labstream: lab database changes to Kafka, agents that trigger jobs,
     one trace end to end, and replay."""
-    from labstream import logs
+    from base import logs
 
     logs.configure()
     ctx.ensure_object(dict)

@@ -23,8 +23,8 @@ from typing import Any
 import click
 import psycopg
 
-from labstream.errors import LabstreamError, ServiceUnavailable
-from labstream.settings import service_settings
+from base.errors import LabstreamError, ServiceUnavailable
+from base.settings import service_settings
 
 CHILD_STOP_TIMEOUT_S = 20.0
 

@@ -242,7 +242,7 @@ def resume_command(replay_id: str, rate: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def history_command(limit: int, as_json: bool) -> None:
     """Recorded replays, newest first."""
-    from labstream.db import connect
+    from base.db import connect
 
     with connect(application_name="labstream-replay") as conn:
         rows = store.history(conn, limit)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from labstream.db import connect
+from base.db import connect
 from replay.record import ReplayRecord
 from replay.reference import (
     DbReference,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from labstream.errors import ServiceUnavailable
-from labstream.settings import service_settings
+from base.errors import ServiceUnavailable
+from base.settings import service_settings
 
 STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"
 

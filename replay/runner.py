@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from labstream.db import connect
-from labstream.errors import LabstreamError
+from base.db import connect
+from base.errors import LabstreamError
 from replay import store
 from replay.decode import EnvelopeDecoder, decoder_from_settings
 from replay.exceptions import ReplayStateError, SelectionError

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labstream.errors import ServiceUnavailable
+from base.errors import ServiceUnavailable
 from replay.exceptions import EmptySelection, ReplayError, SelectionError
 from replay.filterexpr import Filter, compile_filter
 from replay.record import Decoder, ReplayRecord

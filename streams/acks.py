@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from labstream.logs import kv
+from base.logs import kv
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
-from labstream.logs import kv
+from base.logs import kv
 from streams import codec, deadletter
 from streams.codec import CdcDecoder, RoutedSerializer
 from streams.config import WorkerSettings

@@ -28,9 +28,9 @@ from typing import Any
 import faust
 from mode import Service
 
+from base.logs import kv
+from base.settings import service_settings
 from connectors.registry import registry_from_settings
-from labstream.logs import kv
-from labstream.settings import service_settings
 from streams.acks import InOrderAcks
 from streams.agents import RawRecord, RecordHandler
 from streams.codec import CdcDecoder, RoutedSerializer, header_tuples

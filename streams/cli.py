@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from labstream.errors import LabstreamError
+from base.errors import LabstreamError
 from streams.config import WorkerSettings
 
 _CHILD_ENV = "LABSTREAM_WORKER_CHILD"
@@ -72,9 +72,9 @@ def run_worker(settings: WorkerSettings) -> None:
 
 def _logging_config(level: str) -> dict[str, object]:
     """Faust's logs and ours in labstream's key=value format (LABSTREAM_LOG_FORMAT=json too)."""
-    formatter = ("labstream.logs.JsonFormatter"
+    formatter = ("base.logs.JsonFormatter"
                  if os.environ.get("LABSTREAM_LOG_FORMAT", "kv").lower() == "json"
-                 else "labstream.logs.KeyValueFormatter")
+                 else "base.logs.KeyValueFormatter")
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from labstream.settings import service_settings
+from base.settings import service_settings
 
 # reference tables the worker keeps in memory (every worker: all partitions)
 REFERENCE_TABLES = ("tenants", "experiments", "instruments", "samples", "inventory_items",

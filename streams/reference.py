@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from labstream.logs import kv
+from base.logs import kv
 from streams.codec import CdcDecoder, header_tuples
 from streams.exceptions import TopicSetupError, UndecodableRecord
 from streams.records import ChangeRecord, Row, SourceCoordinates

@@ -10,8 +10,8 @@ import click
 import psycopg
 from rich.console import Console
 
-from labstream.db.connection import connect
-from labstream.errors import LabstreamError
+from base.db import connect
+from base.errors import LabstreamError
 from tracing.exceptions import TraceNotFound
 from tracing.spanstore import (
     StoredSpan,

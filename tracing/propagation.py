@@ -208,10 +208,10 @@ def configure_job_logging(environ: Mapping[str, str] | None = None) -> str | Non
     """Inside a job: structured logging whose lines carry the launcher's trace id.
 
     Attaches the environment's context for the rest of the process, so spans the
-    job starts join the trace and `labstream.logs` adds `trace_id` to each line.
+    job starts join the trace and `base.logs` adds `trace_id` to each line.
     Returns the trace id (32 hex) or None when the job was started without one.
     """
-    from labstream import logs
+    from base import logs
 
     logs.configure()
     job_context = context_from_environment(environ)

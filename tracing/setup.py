@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from labstream import __version__
-from labstream.logs import kv
+from base import __version__
+from base.logs import kv
 from tracing.settings import TracingSettings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def build_resource(service_name: str) -> Resource:
 
 
 def _db_exporter(service_name: str, settings: TracingSettings) -> SpanExporter:
-    from labstream.settings import service_settings
+    from base.settings import service_settings
     from tracing.spanstore import DbSpanExporter
 
     return DbSpanExporter(settings.database_url or service_settings().database_url)

@@ -22,7 +22,7 @@ import psycopg
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from labstream.logs import kv
+from base.logs import kv
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import TypeVar
 
 import psycopg
 
+from base.db import connect, resolve_url
+from base.errors import ServiceUnavailable
 from connectors.exceptions import RegistryUnavailable, UnknownSchemaId
 from connectors.registry.base import RegisteredSchema, schema_fingerprint
-from labstream.db.connection import connect, resolve_url
-from labstream.errors import ServiceUnavailable
 
 T = TypeVar("T")
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from base.logs import kv
 from connectors.pgoutput import Relation, RelationColumn, str_to_lsn
 from connectors.pgtypes import TypeInfo
 from connectors.source.config import CdcSettings, TableFilter
 from connectors.source.exceptions import CdcConfigError
-from labstream.logs import kv
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,10 @@ import psycopg
 import psycopg2
 from confluent_kafka import KafkaException
 
+from base.db import connect
+from base.errors import RetryableError, ServiceUnavailable
+from base.logs import kv
+from base.settings import service_settings
 from connectors.envelope import now_us
 from connectors.pgoutput import Begin, Message, decode_message, lsn_to_str
 from connectors.serde import EventSerializer
@@ -36,10 +40,6 @@ from connectors.source.replication import ReplicationSession
 from connectors.source.snapshot import SnapshotReader
 from connectors.source.startup import plan_start
 from connectors.source.transactions import StandaloneMessage, TransactionAssembler, TxBatch
-from labstream.db.connection import connect
-from labstream.errors import RetryableError, ServiceUnavailable
-from labstream.logs import kv
-from labstream.settings import service_settings
 
 log = logging.getLogger(__name__)
 

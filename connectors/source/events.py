@@ -17,6 +17,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 
+from base.logs import kv
 from connectors.envelope import (
     ChangeEvent,
     SourceInfo,
@@ -33,7 +34,6 @@ from connectors.schema import TableSchema
 from connectors.source.catalog import TableDetails
 from connectors.source.config import CdcSettings
 from connectors.source.transactions import TxBatch
-from labstream.logs import kv
 from tracing.propagation import context_from_db_messages
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from base.logs import kv
 from connectors.source.exceptions import DeliveryFailed, SourceDisconnected
-from labstream.logs import kv
 
 log = logging.getLogger(__name__)
 

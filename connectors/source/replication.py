@@ -17,10 +17,10 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
+from base.db import mask_url
 from connectors.pgoutput import str_to_lsn
 from connectors.source.catalog import SESSION_OPTIONS
 from connectors.source.exceptions import CdcConfigError, SlotLost, SourceDisconnected
-from labstream.db.connection import mask_url
 
 HINT_REPLICATION = "grant it with `ALTER ROLE <user> REPLICATION;` (as a superuser)"
 

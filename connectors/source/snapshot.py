@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from base.db import connect
 from connectors.pgoutput import Relation
 from connectors.source import catalog
 from connectors.source.catalog import TableRef
 from connectors.source.config import TableFilter
-from labstream.db.connection import connect
 
 Row = tuple[str | None, ...]
 

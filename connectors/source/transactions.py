@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from base.logs import kv
 from connectors.pgoutput import (
     Begin,
     Commit,
@@ -24,7 +25,6 @@ from connectors.pgoutput import (
     Truncate,
     Update,
 )
-from labstream.logs import kv
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer
 
 from connectors.registry import registry_from_settings
 from connectors.serde import AvroDeserializer
-from labstream.settings import service_settings
+from base.settings import service_settings
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from base.settings import service_settings
 from labstream.api import store
 from labstream.api.exceptions import (
     ApiError,
@@ -32,7 +33,6 @@ from labstream.api.exceptions import (
 )
 from labstream.api.middleware import TracingMiddleware
 from labstream.api.settings import ApiSettings
-from labstream.settings import service_settings
 from tracing import semconv
 from tracing.propagation import job_environment, trace_id_hex
 from tracing.spanstore import fetch_trace_async

@@ -57,7 +57,7 @@ def _last_line(answer: dict[str, Any]) -> str | None:
 def headline(document: dict[str, Any]) -> str:
     """One sentence at the top of the trace view, from the `labstream explain` document.
 
-    It only rephrases the verdict (`tracing.explain.verdict`): which answer is the
+    It only rephrases the verdict (`explain.verdict`): which answer is the
     first that is not yes, and its summary.
     """
     problem = document.get("first_problem")

@@ -30,12 +30,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from base.errors import LabstreamError
+from base.logs import kv
 from labstream.api import console_store, store
 from labstream.api.app import Handler, json_response
 from labstream.api.console_model import BrowserSpanIn, headline, job_document
 from labstream.api.exceptions import InvalidRequest, NotFound
-from labstream.errors import LabstreamError
-from labstream.logs import kv
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -135,9 +135,9 @@ class VerdictCache:
 
 def explain_document(trace_id: str, budget_s: float) -> dict[str, Any]:
     """`labstream explain <trace_id> --json`, with the experiment's tenant (blocking)."""
-    from tracing.explain.facts import ExplainNotFound, Sources, gather_facts
-    from tracing.explain.render import explanation_document
-    from tracing.explain.verdict import explain
+    from explain.facts import ExplainNotFound, Sources, gather_facts
+    from explain.render import explanation_document
+    from explain.verdict import explain
 
     try:
         facts = gather_facts(trace_id, Sources.from_settings(budget_s=budget_s))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labstream.errors import LabstreamError
+from base.errors import LabstreamError
 
 
 class ApiError(LabstreamError):

@@ -6,7 +6,7 @@ its own transaction, and records them in `labstream.schema_migrations`.
 `ServiceUnavailable` that names the URL (password masked) and the fix.
 """
 
-from labstream.db.connection import connect, mask_url
+from base.db import connect, mask_url
 from labstream.db.migrate import migrate, migration_status
 
 __all__ = ["connect", "mask_url", "migrate", "migration_status"]

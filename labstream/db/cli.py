@@ -6,7 +6,7 @@ import json
 
 import click
 
-from labstream.db.connection import mask_url, resolve_url
+from base.db import mask_url, resolve_url
 from labstream.db.migrate import migrate, migration_status
 
 

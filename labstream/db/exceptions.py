@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labstream.errors import ConfigError, LabstreamError
+from base.errors import ConfigError, LabstreamError
 
 
 class DatabaseError(LabstreamError):

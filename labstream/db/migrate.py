@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from labstream.db.connection import connect
+from base.db import connect
 from labstream.db.exceptions import ChecksumMismatch, MigrationError, MigrationFileError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -15,7 +15,7 @@ from types import FrameType
 import click
 from rich.console import Console
 
-from labstream.db.connection import connect, mask_url, resolve_url
+from base.db import connect, mask_url, resolve_url
 from labstream.simulator.model import LabModel, SimulationConfig
 from labstream.simulator.runner import TRACER_NAME, Runner, Summary
 from labstream.simulator.writer import LabWriter

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from labstream.logs import kv
+from base.logs import kv
 from labstream.simulator.actions import Action, RecordReadings
 from labstream.simulator.exceptions import ActionFailed
 from labstream.simulator.model import LabModel

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from labstream.errors import ServiceUnavailable
+from base.errors import ServiceUnavailable
 from labstream.simulator import catalog
 from labstream.simulator.actions import (
     Action,

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from labstream.logs import kv
-from labstream.settings import ServiceSettings, service_settings
+from base.logs import kv
+from base.settings import ServiceSettings, service_settings
 from labstream.stack import kafka, postgres, procs
 from labstream.stack.paths import StatePaths, socket_dir_for
 from labstream.stack.ports import find_listener, port_in_use, reserve_ports

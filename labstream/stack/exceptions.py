@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labstream.errors import ConfigError, ServiceUnavailable
+from base.errors import ConfigError, ServiceUnavailable
 
 
 class StackError(ServiceUnavailable):

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from labstream.settings import REPO_ROOT
+from base.settings import REPO_ROOT
 
 STACK_FILES = REPO_ROOT / "stack"
 # a Unix socket path must fit in sun_path (108 bytes, with ".s.PGSQL.NNNNN")

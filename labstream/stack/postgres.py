@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from labstream.errors import ConfigError
+from base.errors import ConfigError
 from labstream.stack import config, procs
 from labstream.stack.exceptions import ReplicationRefused, StackError, ToolMissing
 from labstream.stack.paths import StatePaths, socket_dir_for

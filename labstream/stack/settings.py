@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from labstream.errors import ConfigError
-from labstream.settings import ServiceSettings, service_settings
+from base.errors import ConfigError
+from base.settings import ServiceSettings, service_settings
 
 DATABASE_URL_ENV = "LABSTREAM_DATABASE_URL"
 KAFKA_BOOTSTRAP_ENV = "LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"

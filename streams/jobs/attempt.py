@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from labstream.logs import kv
+from base.logs import kv
 from streams.jobs.exceptions import JobStartError
 from streams.jobs.launcher import JobLauncher, RunningJob
 from streams.jobs.logsink import LogSink

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labstream.errors import ConfigError, JobLaunchError, LabstreamError
+from base.errors import ConfigError, JobLaunchError, LabstreamError
 
 
 class JobsError(LabstreamError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from labstream.logs import kv
+from base.logs import kv
 from streams.jobs.launcher import LogLine
 
 log = logging.getLogger(__name__)

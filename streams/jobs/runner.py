@@ -25,9 +25,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from labstream.db.connection import mask_url, resolve_url
-from labstream.errors import ServiceUnavailable
-from labstream.logs import kv
+from base.db import mask_url, resolve_url
+from base.errors import ServiceUnavailable
+from base.logs import kv
 from streams.jobs import store
 from streams.jobs.attempt import LaunchFailed, end_span, span_attributes, start_with_retries, watch
 from streams.jobs.environment import build_job_environment, request_trace_env

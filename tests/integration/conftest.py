@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from labstream.errors import LabstreamError
-from labstream.settings import service_settings
+from base.errors import LabstreamError
+from base.settings import service_settings
 from labstream.stack import control
 
 INTEGRATION_DIR = Path(__file__).resolve().parent

@@ -28,7 +28,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tracing.explain.facts import Sources
+from explain.facts import Sources
 from tracing.propagation import emit_db_trace_context, extract_http_headers
 from tracing.spanstore import DbSpanExporter
 
@@ -268,7 +268,7 @@ class Chain:
 
     def wait_until_delivered(self, table: str, key_part: str, timeout: float = 60) -> None:
         """Block until the connector has written a record of `key_part` to the table's topic."""
-        from tracing.explain.kafkascan import KafkaScanner
+        from explain.kafkascan import KafkaScanner
 
         topic = f"{self.name}.public.{table}"
         with KafkaScanner(self.bootstrap, budget_s=10) as scanner:

@@ -123,8 +123,8 @@ def test_added_column_gets_a_new_schema_and_old_records_still_decode(cdc, databa
 
 
 def test_status_while_running_shows_an_active_slot(cdc, database_url, kafka_bootstrap):
+    from base.db import connect
     from connectors.source.status import connector_status
-    from labstream.db.connection import connect
 
     with running(cdc, database_url, kafka_bootstrap):
         read_topic(kafka_bootstrap, _topic(cdc), minimum=3)

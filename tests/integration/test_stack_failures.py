@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labstream.settings import ServiceSettings, service_settings
+from base.settings import ServiceSettings, service_settings
 from labstream.stack import control, kafka, postgres
 from labstream.stack.exceptions import ReplicationRefused, StackError
 from labstream.stack.paths import StatePaths

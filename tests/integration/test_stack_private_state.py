@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from labstream.errors import ConfigError
-from labstream.settings import ServiceSettings
+from base.errors import ConfigError
+from base.settings import ServiceSettings
 from labstream.stack import control, postgres
 from labstream.stack.runas import pg_user_can_reach
 from labstream.stack.settings import StackSettings

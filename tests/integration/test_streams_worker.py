@@ -102,7 +102,7 @@ def test_documented_example_consumer_reads_routed_events(harness: WorkerHarness)
     import subprocess
     import sys
 
-    from labstream.settings import REPO_ROOT
+    from base.settings import REPO_ROOT
 
     reference_rows(harness)
     harness.send("runs", "u", run_row("run-7", "failed", error="lamp"),

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from base.errors import PoisonRecord
 from connectors.exceptions import DecodeError
 from connectors.pgoutput import (
     PG_EPOCH_OFFSET_US,
@@ -27,7 +28,6 @@ from connectors.pgoutput import (
     lsn_to_str,
     str_to_lsn,
 )
-from labstream.errors import PoisonRecord
 
 # --- a test-only encoder following PostgreSQL's "Logical Replication Message Formats" ---
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from labstream.settings import REPO_ROOT
+from base.settings import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 LABSTREAM_SERVICES = ("migrate", "connector", "worker", "api", "simulator")

@@ -9,9 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from labstream.api.console_model import BrowserSpanIn, headline, job_document, replay_commands
-from replay.selection import PartitionRange
-from tracing.explain.model import (
+from explain.model import (
     CaptureSetup,
     CdcRecord,
     DecisionRecord,
@@ -21,8 +19,10 @@ from tracing.explain.model import (
     RowState,
     WorkerProgress,
 )
-from tracing.explain.render import explanation_document
-from tracing.explain.verdict import explain
+from explain.render import explanation_document
+from explain.verdict import explain
+from labstream.api.console_model import BrowserSpanIn, headline, job_document, replay_commands
+from replay.selection import PartitionRange
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -186,7 +186,7 @@ def test_a_verdict_that_breaks_is_a_note_not_an_error(monkeypatch):
     def broken(query: str, sources: object) -> None:
         raise RuntimeError("kafka exploded")
 
-    monkeypatch.setattr("tracing.explain.facts.gather_facts", broken)
+    monkeypatch.setattr("explain.facts.gather_facts", broken)
     document = console_routes.explain_document(TRACE, 1.0)
     assert headline(document) == ("no verdict yet: the verdict could not be worked out: "
                                   "RuntimeError: kafka exploded")

@@ -9,8 +9,9 @@ import sys
 import click
 import pytest
 
-from labstream import __version__, cli, logs
-from labstream.errors import ConfigError, LabstreamError, RetryableError
+from base import logs
+from labstream import __version__, cli
+from base.errors import ConfigError, LabstreamError, RetryableError
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

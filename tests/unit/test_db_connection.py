@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from labstream.db.connection import connect
-from labstream.errors import ServiceUnavailable
+from base.db import connect
+from base.errors import ServiceUnavailable
 
 
 def closed_local_port() -> int:

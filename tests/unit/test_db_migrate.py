@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labstream.db.connection import mask_url
+from base.db import mask_url
 from labstream.db.exceptions import ChecksumMismatch, MigrationFileError
 from labstream.db.migrate import (
     MIGRATIONS_DIR,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tracing.explain.model import WorkerProgress
-from tracing.explain.records import cdc_record, decision_record, trace_id_of, trace_id_of_record
+from explain.model import WorkerProgress
+from explain.records import cdc_record, decision_record, trace_id_of, trace_id_of_record
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
@@ -90,7 +90,7 @@ def test_a_traceparent_header_that_is_not_valid_gives_no_trace():
 
 
 def test_worker_progress_processed_compares_the_committed_offset():
-    from tracing.explain.model import CdcRecord
+    from explain.model import CdcRecord
 
     record = CdcRecord("lab.public.runs", 0, 21, 0, "runs", "run-1", "u", "completed", 0, None)
     assert WorkerProgress("g", "d", {"lab.public.runs/0": 22}).processed(record) is True

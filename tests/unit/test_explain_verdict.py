@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from tracing.explain.model import (
+from explain.model import (
     CaptureSetup,
     CdcRecord,
     DeadLetter,
@@ -19,8 +19,8 @@ from tracing.explain.model import (
     RowState,
     WorkerProgress,
 )
-from tracing.explain.render import explanation_document, render_text
-from tracing.explain.verdict import NO, NOT_REACHED, PENDING, UNKNOWN, YES, explain
+from explain.render import explanation_document, render_text
+from explain.verdict import NO, NOT_REACHED, PENDING, UNKNOWN, YES, explain
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labstream.settings import ServiceSettings
+from base.settings import ServiceSettings
 from labstream.stack import config
 from labstream.stack.paths import MAX_SOCKET_DIR_LEN, StatePaths, socket_dir_for
 from labstream.stack.postgres import PgTarget, _safe

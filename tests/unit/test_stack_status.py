@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from labstream.settings import ServiceSettings
+from base.settings import ServiceSettings
 from labstream.stack import control
 from labstream.stack.cli import stack as stack_cli
 from labstream.stack.settings import StackSettings

@@ -237,7 +237,7 @@ def test_configure_job_logging_makes_log_lines_carry_the_trace_id(
     import contextvars
     import logging
 
-    from labstream import logs
+    from base import logs
 
     monkeypatch.setattr(logs, "_CONFIGURED", True)  # keep pytest's own log handlers
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from rich.console import Console
 
-from labstream.errors import LabstreamError
+from base.errors import LabstreamError
 from tracing.cli import _spans_json, normalize_trace_id
 from tracing.spanstore import StoredSpan
 from tracing.waterfall import format_duration, render_waterfall, waterfall_rows

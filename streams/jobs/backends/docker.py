@@ -23,7 +23,7 @@ import docker.errors
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from labstream.logs import kv
+from base.logs import kv
 from streams.jobs.backends._threads import LineSplitter, in_thread, iterate_in_thread
 from streams.jobs.exceptions import JobStartError
 from streams.jobs.launcher import LogLine, StreamName

@@ -26,7 +26,7 @@ import botocore.exceptions
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from labstream.logs import kv
+from base.logs import kv
 from streams.jobs.backends._threads import in_thread
 from streams.jobs.exceptions import JobsConfigError, JobStartError
 from streams.jobs.launcher import LogLine

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from labstream.errors import ConfigError
+from base.errors import ConfigError
 from tracing.propagation import configure_job_logging
 
 log = logging.getLogger("labstream.job")

@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 from opentelemetry import trace
 
-from labstream.errors import LabstreamError
-from labstream.logs import kv
+from base.errors import LabstreamError
+from base.logs import kv
 from streams.jobs.examples._jobkit import database_url, job_session, log
 
 FAIL_EXIT_CODE = 3

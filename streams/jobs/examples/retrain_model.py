@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import psycopg
 from opentelemetry import trace
 
-from labstream.errors import LabstreamError
-from labstream.logs import kv
+from base.errors import LabstreamError
+from base.logs import kv
 from streams.jobs.examples._jobkit import database_url, job_session, log
 
 tracer = trace.get_tracer("streams.jobs.examples.retrain_model")

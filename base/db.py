@@ -6,8 +6,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from labstream.errors import ServiceUnavailable
-from labstream.settings import service_settings
+from base.errors import ServiceUnavailable
+from base.settings import service_settings
 
 STACK_HINT = (
     "start the local stack with `labstream stack up` "

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracing.explain.model import CdcRecord, DecisionRecord, Facts, JobFact, RowState
+from explain.model import CdcRecord, DecisionRecord, Facts, JobFact, RowState
 
 YES, NO, PENDING, UNKNOWN, NOT_REACHED = "yes", "no", "pending", "unknown", "not_reached"
 QUESTIONS = {

@@ -7,10 +7,10 @@ import json
 import click
 
 from connectors.source.config import CdcSettings
+from explain.facts import Sources, gather_facts
+from explain.render import explanation_document, render_text
+from explain.verdict import explain as explain_facts
 from streams.config import WorkerSettings
-from tracing.explain.facts import Sources, gather_facts
-from tracing.explain.render import explanation_document, render_text
-from tracing.explain.verdict import explain as explain_facts
 
 
 @click.command("explain")

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from tracing.explain.model import Facts
-from tracing.explain.verdict import NO, NOT_REACHED, PENDING, UNKNOWN, YES, Explanation
+from explain.model import Facts
+from explain.verdict import NO, NOT_REACHED, PENDING, UNKNOWN, YES, Explanation
 
 SYMBOLS = {YES: "✔", NO: "✘", PENDING: "…", UNKNOWN: "?", NOT_REACHED: "·"}
 COLOURS = {YES: "green", NO: "red", PENDING: "yellow", UNKNOWN: "yellow", NOT_REACHED: None}

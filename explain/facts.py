@@ -20,14 +20,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from base.db import connect
+from base.errors import LabstreamError
+from base.settings import service_settings
 from connectors.source.config import CdcSettings
-from labstream.db.connection import connect
-from labstream.errors import LabstreamError
-from labstream.settings import service_settings
-from streams.config import WorkerSettings
-from tracing.exceptions import TracingError
-from tracing.explain.kafkascan import KafkaScanner, ScanResult, committed_offsets, header
-from tracing.explain.model import (
+from explain.kafkascan import KafkaScanner, ScanResult, committed_offsets, header
+from explain.model import (
     CaptureSetup,
     CdcRecord,
     DeadLetter,
@@ -39,7 +37,7 @@ from tracing.explain.model import (
     SpanFact,
     WorkerProgress,
 )
-from tracing.explain.records import (
+from explain.records import (
     avro_deserializer,
     cdc_record,
     decision_record,
@@ -47,6 +45,8 @@ from tracing.explain.records import (
     trace_id_of,
     trace_id_of_record,
 )
+from streams.config import WorkerSettings
+from tracing.exceptions import TracingError
 
 SCAN_MARGIN_MS = 60_000  # start reading topics this long before the experiment was created
 _LOG_TAIL = 5

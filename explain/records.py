@@ -11,8 +11,8 @@ import json
 import re
 from typing import Any
 
-from tracing.explain.kafkascan import header
-from tracing.explain.model import CdcRecord, DecisionRecord
+from explain.kafkascan import header
+from explain.model import CdcRecord, DecisionRecord
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
