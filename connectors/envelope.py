@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from base.contracts.topics import message_topic, transaction_topic
 from connectors.schema import (
     SOURCE_AVRO,
     SOURCE_CONNECT,
@@ -242,10 +243,6 @@ TRANSACTION_VALUE_CONNECT = {
 }
 
 
-def transaction_topic(topic_prefix: str) -> str:
-    return f"{topic_prefix}.transaction"
-
-
 def transaction_schemas(topic_prefix: str) -> FixedSchemas:
     return FixedSchemas(
         transaction_topic(topic_prefix), TRANSACTION_KEY_AVRO, TRANSACTION_VALUE_AVRO,
@@ -351,10 +348,6 @@ MESSAGE_VALUE_CONNECT = {
     "name": "io.debezium.connector.postgresql.MessageValue",
     "version": 1,
 }
-
-
-def message_topic(topic_prefix: str) -> str:
-    return f"{topic_prefix}.message"
 
 
 def message_schemas(topic_prefix: str) -> FixedSchemas:

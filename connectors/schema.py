@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from base.contracts.topics import cdc_topic
 from connectors.exceptions import ConversionError, SchemaError
 from connectors.pgoutput import UNCHANGED_TOAST, Relation, TupleValue
 from connectors.pgtypes import (
@@ -218,7 +219,7 @@ class TableSchema:
         self.schema_name = schema_name
         self.table_name = table_name
         self.server_name = server_name
-        self.topic = f"{topic_prefix}.{schema_name}.{table_name}"
+        self.topic = cdc_topic(topic_prefix, schema_name, table_name)
         self.columns = tuple(columns)
         self.key_columns = tuple(key_columns)
         by_name = {column.name: column for column in self.columns}

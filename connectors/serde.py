@@ -26,14 +26,15 @@ import fastavro
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from base.contracts import records
 from connectors import connectjson, jsonwriter
 from connectors.avrowriter import Encoder, UnsupportedSchema, compile_writer
 from connectors.envelope import ChangeEvent, FixedSchemas
 from connectors.exceptions import CodecConfigError, SerializationError
 from connectors.registry.base import SchemaRegistry
 
-MAGIC_BYTE = 0
-_HEADER = struct.Struct(">bI")
+MAGIC_BYTE = records.MAGIC_BYTE
+_HEADER = records.FRAME
 
 SerializerName = Literal["avro", "json"]
 

@@ -20,6 +20,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from base.contracts import headers
+from base.contracts.traceids import trace_id_of
 from base.db import connect
 from base.errors import LabstreamError
 from base.settings import service_settings
@@ -42,7 +44,6 @@ from explain.records import (
     cdc_record,
     decision_record,
     decode,
-    trace_id_of,
     trace_id_of_record,
 )
 from streams.config import WorkerSettings
@@ -311,9 +312,8 @@ def _worker_progress(scanner: KafkaScanner, sources: Sources, records: list[CdcR
     coordinates = {record.coordinates for record in records}
 
     def is_ours(raw: Any) -> bool:
-        topic, partition = header(raw, "labstream-dlq-topic"), header(raw,
-                                                                      "labstream-dlq-partition")
-        offset = header(raw, "labstream-dlq-offset")
+        topic, partition = header(raw, headers.DLQ_TOPIC), header(raw, headers.DLQ_PARTITION)
+        offset = header(raw, headers.DLQ_OFFSET)
         if topic is None or partition is None or offset is None:
             return False
         return f"{topic.decode()}/{partition.decode()}/{offset.decode()}" in coordinates
@@ -321,9 +321,9 @@ def _worker_progress(scanner: KafkaScanner, sources: Sources, records: list[CdcR
     letters = []
     for raw in scanner.scan(settings.dlq_topic, is_ours, since_ms=since_ms).records:
         origin = "/".join(header(raw, n).decode()  # type: ignore[union-attr]
-                          for n in ("labstream-dlq-topic", "labstream-dlq-partition",
-                                    "labstream-dlq-offset"))
-        error = (header(raw, "labstream-dlq-error") or b"").decode("utf-8", "replace")
+                          for n in (headers.DLQ_TOPIC, headers.DLQ_PARTITION,
+                                    headers.DLQ_OFFSET))
+        error = (header(raw, headers.DLQ_ERROR) or b"").decode("utf-8", "replace")
         letters.append(DeadLetter(origin, error))
     return WorkerProgress(settings.app_id, settings.decisions_topic, committed, tuple(letters))
 

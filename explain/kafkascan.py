@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from base.contracts.headers import header_bytes
 from base.errors import ServiceUnavailable
 
 STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"
@@ -125,7 +126,4 @@ def committed_offsets(bootstrap_servers: str, group: str,
 
 
 def header(record: Any, name: str) -> bytes | None:
-    for key, value in record.headers or ():
-        if key.lower() == name:
-            return value if isinstance(value, bytes) else None
-    return None
+    return header_bytes(record.headers, name)

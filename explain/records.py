@@ -8,22 +8,12 @@ registry the connector used) or JSON (Debezium's JsonConverter, the decisions to
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from explain.kafkascan import header
+from base.contracts.headers import TRACEPARENT, header_text
+from base.contracts.records import decode_record_bytes
+from base.contracts.traceids import trace_id_of
 from explain.model import CdcRecord, DecisionRecord
-
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-def trace_id_of(text: str) -> str | None:
-    """The trace id of a 32-hex id or a traceparent; None for anything else."""
-    value = text.strip().lower()
-    if match := _TRACEPARENT.match(value):
-        return match.group(1)
-    return value if _HEX32.match(value) else None
 
 
 def avro_deserializer(database_url: str) -> Any:
@@ -34,21 +24,12 @@ def avro_deserializer(database_url: str) -> Any:
 
 
 def decode(deserializer: Any, data: bytes | None) -> Any:
-    if data is None:
-        return None
-    if data[:1] == b"\x00":
-        return deserializer.decode(data)
-    parsed = json.loads(data)
-    if isinstance(parsed, dict) and set(parsed) == {"schema", "payload"}:
-        return parsed["payload"]
-    return parsed
+    # the deserializer is only needed (and may only exist) for Avro records
+    return decode_record_bytes(data, lambda framed: deserializer.decode(framed))
 
 
 def trace_id_of_record(record: Any) -> str | None:
-    raw = header(record, "traceparent")
-    if raw is None:
-        return None
-    return trace_id_of(raw.decode("ascii", "replace"))
+    return trace_id_of(header_text(record.headers, TRACEPARENT))
 
 
 def cdc_record(record: Any, table: str, deserializer: Any) -> CdcRecord | None:

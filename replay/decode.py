@@ -9,11 +9,11 @@ any other value raises, and the caller marks the record `undecodable`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from base.contracts.records import UndecodableBytes, decode_record_bytes
 from connectors.registry.base import SchemaRegistry
-from connectors.serde import MAGIC_BYTE, AvroDeserializer
+from connectors.serde import AvroDeserializer
 from replay.exceptions import ReplayError
 
 
@@ -28,23 +28,10 @@ class EnvelopeDecoder:
         self.avro = AvroDeserializer(registry)
 
     def decode(self, topic: str, data: bytes, *, is_key: bool) -> Any:
-        if data[:1] == bytes([MAGIC_BYTE]):
-            return self.avro.decode(data)
-        if data[:1] in (b"{", b"["):
-            parsed = json.loads(data)
-            if isinstance(parsed, dict) and set(parsed) == {"schema", "payload"}:
-                return parsed["payload"]
-            return parsed
-        if is_key:
-            try:  # plain string keys are common outside CDC topics (decisions, routed)
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        part = "key" if is_key else "value"
-        raise UndecodableRecord(
-            f"{topic}: {part} is neither Confluent-framed Avro nor JSON "
-            f"(first byte {data[:1].hex() or 'none'})"
-        )
+        try:
+            return decode_record_bytes(data, self.avro.decode, is_key=is_key, where=topic)
+        except UndecodableBytes as exc:
+            raise UndecodableRecord(str(exc)) from exc
 
 
 def decoder_from_settings(database_url: str | None = None) -> EnvelopeDecoder:

@@ -23,13 +23,14 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Tracer
 
+from base.contracts import headers
 from tracing import beeline
 from tracing.propagation import TRACEPARENT, TRACESTATE, extract_headers, inject_headers
 from tracing.semconv import creation_link, set_lab_attributes, set_send_attributes
 
-REPLAY_ID = "labstream-replay-id"
-REPLAY_OF = "labstream-replay-of"
-RERUN_SUCCEEDED = "labstream-replay-rerun-succeeded"
+REPLAY_ID = headers.REPLAY_ID
+REPLAY_OF = headers.REPLAY_OF
+RERUN_SUCCEEDED = headers.RERUN_SUCCEEDED
 
 _REPLACED = {
     name.lower()
@@ -47,11 +48,8 @@ def parse_replay_of(text: str) -> tuple[str, int, int]:
     return topic, int(partition), int(offset)
 
 
-def header_value(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
-    for header_name, value in headers:
-        if header_name.lower() == name.lower() and value is not None:
-            return value.decode("utf-8", "replace")
-    return None
+def header_value(pairs: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
+    return headers.header_text(pairs, name)
 
 
 def build_replay_headers(

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from base.contracts import traceids
 from base.errors import ServiceUnavailable
 from replay.exceptions import EmptySelection, ReplayError, SelectionError
 from replay.filterexpr import Filter, compile_filter
@@ -32,7 +33,6 @@ STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOT
 REPLAY_ID_HEADER = "labstream-replay-id"  # replay.headers.REPLAY_ID (no tracing import here)
 OPS = ("c", "u", "d", "r", "t", "m")
 _RANGE = re.compile(r"^(?P<topic>.+):(?P<partition>\d+):(?P<start>\d+)?(?:-(?P<end>\d+)?)?$")
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)
@@ -167,12 +167,9 @@ def build_selection(
             f"--op {','.join(unknown_ops)} is not a Debezium op",
             hint="use c (create), u (update), d (delete), r (snapshot read), t (truncate), m",
         )
-    normalized_trace = trace_id.strip().lower() if trace_id else None
-    if normalized_trace is not None and not _TRACE_ID.match(normalized_trace):
-        raise SelectionError(
-            f"--trace {trace_id!r} is not a trace id",
-            hint="give the 32 hex digits of a W3C trace id",
-        )
+    normalized_trace = traceids.trace_id_of(trace_id) if trace_id else None
+    if trace_id and normalized_trace is None:
+        raise SelectionError(f"--trace {trace_id!r} is not a trace id", hint=traceids.FORMS_HINT)
     if limit is not None and limit <= 0:
         raise SelectionError(f"--limit {limit} must be positive", hint="e.g. --limit 100")
     selection = Selection(

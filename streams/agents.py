@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
+from base.contracts import headers
 from base.logs import kv
 from streams import codec, deadletter
 from streams.codec import CdcDecoder, RoutedSerializer
@@ -35,7 +36,7 @@ from tracing.propagation import inject_headers, job_environment
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER_PREFIX = "labstream-replay"
-RERUN_SUCCEEDED_HEADER = "labstream-replay-rerun-succeeded"  # see replay/headers.py
+RERUN_SUCCEEDED_HEADER = headers.RERUN_SUCCEEDED  # written by replay/headers.py
 
 
 class Sink(Protocol):

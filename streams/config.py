@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from base.contracts import topics
 from base.settings import service_settings
 
 # reference tables the worker keeps in memory (every worker: all partitions)
@@ -62,14 +63,14 @@ class WorkerSettings(BaseSettings):
     log_level: str = Field(default="INFO", description="worker log level")
 
     def cdc_topic(self, table: str) -> str:
-        return f"{self.cdc_prefix}.public.{table}"
+        return topics.cdc_topic(self.cdc_prefix, "public", table)
 
     def routed_topic(self, kind: str) -> str:
-        return f"{self.routed_prefix}.{kind}"
+        return topics.routed_topic(self.routed_prefix, kind)
 
     @property
     def dlq_topic(self) -> str:
-        return f"{self.app_id}.dlq"
+        return topics.dlq_topic(self.app_id)
 
     @property
     def bootstrap_servers(self) -> str:

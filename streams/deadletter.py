@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from base.contracts import headers
 from streams.records import Headers, SourceCoordinates
 
-ERROR_HEADER = "labstream-dlq-error"
-TOPIC_HEADER = "labstream-dlq-topic"
-PARTITION_HEADER = "labstream-dlq-partition"
-OFFSET_HEADER = "labstream-dlq-offset"
+ERROR_HEADER = headers.DLQ_ERROR
+TOPIC_HEADER = headers.DLQ_TOPIC
+PARTITION_HEADER = headers.DLQ_PARTITION
+OFFSET_HEADER = headers.DLQ_OFFSET
 DLQ_HEADERS = (ERROR_HEADER, TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER)
 MAX_ERROR_BYTES = 4096
 

@@ -21,7 +21,6 @@ the original can be shown as a span attribute (`beeline.trace_id`).
 
 from __future__ import annotations
 
-import hashlib
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -35,30 +34,24 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-HEADER = "X-Honeycomb-Trace"
+from base.contracts import headers
+from base.contracts.traceids import beeline_hex_id
+
+HEADER = headers.BEELINE
 TRACESTATE_KEY = "beeline"
 _HEX = frozenset(string.hexdigits.lower())
 # W3C tracestate values: printable ASCII without ',' and '=' and at most 256 chars.
 _TRACESTATE_VALUE_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {",", "="}
 
 
-def _to_hex_id(raw: str, hex_digits: int) -> str:
-    cleaned = raw.replace("-", "").strip().lower()
-    if cleaned and set(cleaned) <= _HEX and len(cleaned) <= hex_digits:
-        padded = cleaned.rjust(hex_digits, "0")
-        if int(padded, 16) != 0:
-            return padded
-    return hashlib.sha256(raw.encode()).hexdigest()[:hex_digits]
-
-
 def otel_trace_id(beeline_trace_id: str) -> int:
     """The 128-bit OTel trace id for a beeline trace id (UUID, hex or any string)."""
-    return int(_to_hex_id(beeline_trace_id, 32), 16)
+    return int(beeline_hex_id(beeline_trace_id, 32), 16)
 
 
 def otel_span_id(beeline_span_id: str) -> int:
     """The 64-bit OTel span id for a beeline span/parent id."""
-    return int(_to_hex_id(beeline_span_id, 16), 16)
+    return int(beeline_hex_id(beeline_span_id, 16), 16)
 
 
 def _header_value(headers: Mapping[str, Any]) -> str | None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import click
 import psycopg
 from rich.console import Console
 
+from base.contracts import traceids
 from base.db import connect
 from base.errors import LabstreamError
 from tracing.exceptions import TraceNotFound
@@ -21,10 +21,6 @@ from tracing.spanstore import (
 )
 from tracing.waterfall import render_waterfall, trace_document
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
 NOT_EXPORTING_HINT = (
     "is tracing exporting to the lab DB? see LABSTREAM_TRACING_EXPORTERS "
     "(it must include db, the default) and wait a few seconds for the batch to be written"
@@ -33,17 +29,10 @@ NOT_EXPORTING_HINT = (
 
 def normalize_trace_id(text: str) -> str:
     """32 lower-case hex digits from a trace id, a traceparent or a UUID-style beeline id."""
-    value = text.strip().lower()
-    if match := _TRACEPARENT.match(value):
-        return match.group(1)
-    if _HEX32.match(value):
-        return value
-    if _UUID.match(value):  # beeline UUID trace ids map to OTel ids by dropping the dashes
-        return value.replace("-", "")
-    raise LabstreamError(
-        f"{text!r} is not a trace id",
-        hint="pass 32 hex digits, a traceparent (00-<trace>-<span>-01) or a beeline UUID",
-    )
+    trace_id = traceids.trace_id_of(text)
+    if trace_id is None:
+        raise LabstreamError(f"{text!r} is not a trace id", hint=traceids.FORMS_HINT)
+    return trace_id
 
 
 def _console() -> Console:

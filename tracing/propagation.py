@@ -28,14 +28,15 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from base.contracts import headers
 from tracing import beeline
 
 log = logging.getLogger(__name__)
 
-TRACEPARENT = "traceparent"
-TRACESTATE = "tracestate"
-ENV_TRACEPARENT = "TRACEPARENT"
-ENV_TRACESTATE = "TRACESTATE"
+TRACEPARENT = headers.TRACEPARENT
+TRACESTATE = headers.TRACESTATE
+ENV_TRACEPARENT = headers.ENV_TRACEPARENT
+ENV_TRACESTATE = headers.ENV_TRACESTATE
 
 KafkaHeaders = list[tuple[str, bytes]]
 HeadersInput = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None

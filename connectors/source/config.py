@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from base.contracts import topics
 from connectors.source.exceptions import CdcConfigError
 
 SnapshotMode = Literal["initial", "never", "when_needed", "no_data"]
@@ -137,14 +138,14 @@ class CdcSettings(BaseSettings):
 
     @property
     def heartbeat_topic(self) -> str:
-        return f"__labstream-heartbeat.{self.topic_prefix}"
+        return topics.heartbeat_topic(self.topic_prefix)
 
     @property
     def transaction_topic(self) -> str:
-        return f"{self.topic_prefix}.transaction"
+        return topics.transaction_topic(self.topic_prefix)
 
     def topic_for(self, schema: str, table: str) -> str:
-        return f"{self.topic_prefix}.{schema}.{table}"
+        return topics.cdc_topic(self.topic_prefix, schema, table)
 
     @cached_property
     def table_filter(self) -> TableFilter:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from base.contracts.traceids import is_trace_id
 from base.settings import service_settings
 from labstream.api import store
 from labstream.api.exceptions import (
@@ -39,7 +39,6 @@ from tracing.spanstore import fetch_trace_async
 from tracing.waterfall import trace_document
 
 TENANT_HEADER = "x-lab-tenant"
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class ExperimentIn(BaseModel):
@@ -160,7 +159,7 @@ async def read_job_logs(
 
 async def read_trace(request: Request, conn: psycopg.AsyncConnection, tenant_id: str) -> Response:
     trace_id = request.path_params["trace_id"].lower()
-    if not _TRACE_ID.match(trace_id):
+    if not is_trace_id(trace_id):
         raise InvalidRequest(f"{trace_id!r} is not a trace id", hint="32 hex digits")
     if not await store.trace_belongs_to(conn, tenant_id=tenant_id, trace_id=trace_id):
         raise NotFound(f"no trace {trace_id}")

@@ -6,13 +6,13 @@ No I/O here, so each is unit-tested without a database.
 
 from __future__ import annotations
 
-import re
 import shlex
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+from base.contracts.traceids import is_span_id
+
 # the browser's clock may be off; a span claiming to be older than this is refused
 MAX_SPAN_LENGTH_NS = 10 * 60 * 1_000_000_000
 FINISHED = ("succeeded", "failed", "timed_out", "launch_failed")
@@ -104,7 +104,7 @@ class BrowserSpanIn(BaseModel):
     @field_validator("span_id")
     @classmethod
     def _hex_span_id(cls, value: str) -> str:
-        if not _HEX16.match(value) or value == "0" * 16:
+        if not is_span_id(value):
             raise ValueError("16 lower-case hex digits, not all zero")
         return value
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from base.contracts.traceids import is_trace_id
 from base.errors import LabstreamError
 from base.logs import kv
 from labstream.api import console_store, store
@@ -38,7 +38,6 @@ from labstream.api.console_model import BrowserSpanIn, headline, job_document
 from labstream.api.exceptions import InvalidRequest, NotFound
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 log = logging.getLogger(__name__)
 
 
@@ -76,7 +75,7 @@ async def read_job(request: Request, conn: psycopg.AsyncConnection, tenant_id: s
 
 async def _own_trace(request: Request, conn: psycopg.AsyncConnection, tenant_id: str) -> str:
     trace_id = request.path_params["trace_id"].lower()
-    if not _TRACE_ID.match(trace_id):
+    if not is_trace_id(trace_id):
         raise InvalidRequest(f"{trace_id!r} is not a trace id", hint="32 hex digits")
     if not await store.trace_belongs_to(conn, tenant_id=tenant_id, trace_id=trace_id):
         raise NotFound(f"no trace {trace_id}", hint="spans reach the store a few seconds late")

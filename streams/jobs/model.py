@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
+from base.contracts.traceids import trace_id_of_traceparent
 from streams.jobs.exceptions import InvalidJobRequest
 
 BACKEND_NAMES = ("local", "docker", "kubernetes", "ecs")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class JobStatus(StrEnum):
@@ -93,8 +92,7 @@ class JobRequest:
     @property
     def trace_id(self) -> str | None:
         """The 32-hex trace id of `traceparent`, None when absent or malformed."""
-        match = _TRACEPARENT.match(self.traceparent or "")
-        return match.group(1) if match else None
+        return trace_id_of_traceparent(self.traceparent)
 
 
 @dataclass(frozen=True)
