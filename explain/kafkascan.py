@@ -16,6 +16,7 @@ from typing import Any
 
 from base.contracts.headers import header_bytes
 from base.errors import ServiceUnavailable
+from base.kafka import kafka_connection
 
 STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"
 
@@ -40,8 +41,8 @@ class KafkaScanner:
         self.budget_s = budget_s
         try:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap_servers.split(","), group_id=None,
-                enable_auto_commit=False, check_crcs=False, client_id="labstream-explain",
+                **kafka_connection(bootstrap_servers).kafka_python("explain"), group_id=None,
+                enable_auto_commit=False, check_crcs=False,
                 auto_offset_reset="earliest", request_timeout_ms=15_000,
                 bootstrap_timeout_ms=10_000,
             )
@@ -113,8 +114,8 @@ def committed_offsets(bootstrap_servers: str, group: str,
     """"topic/partition" -> committed offset of `group` on `topics`; None if it has none."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","),
-                             client_id="labstream-explain", request_timeout_ms=15_000)
+    admin = KafkaAdminClient(**kafka_connection(bootstrap_servers).kafka_python("explain"),
+                             request_timeout_ms=15_000)
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     finally:

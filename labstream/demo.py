@@ -24,6 +24,7 @@ import click
 import psycopg
 
 from base.errors import LabstreamError, ServiceUnavailable
+from base.kafka import kafka_connection
 from base.settings import service_settings
 
 CHILD_STOP_TIMEOUT_S = 20.0
@@ -162,7 +163,8 @@ def topic_counts(bootstrap: str, prefix: str) -> dict[str, int]:
     """Records per topic (end offset minus beginning offset) for the demo's topics."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka_connection(bootstrap).kafka_python("demo"),
+                             enable_auto_commit=False)
     try:
         names = sorted(t for t in consumer.topics() if t.startswith(prefix + "."))
         partitions = [

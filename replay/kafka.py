@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from base.errors import ServiceUnavailable
+from base.kafka import kafka_connection
 from base.settings import service_settings
 
 STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"
@@ -31,11 +32,10 @@ def open_consumer(bootstrap: str | None = None) -> Any:
     servers = bootstrap_servers(bootstrap)
     try:
         return KafkaConsumer(
-            bootstrap_servers=servers.split(","),
+            **kafka_connection(servers).kafka_python("replay"),
             group_id=None,
             enable_auto_commit=False,
             check_crcs=False,
-            client_id="labstream-replay",
             auto_offset_reset="earliest",
             request_timeout_ms=30_000,
             max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -51,8 +51,7 @@ def open_producer(bootstrap: str | None = None) -> Any:
 
     return Producer(
         {
-            "bootstrap.servers": bootstrap_servers(bootstrap),
-            "client.id": "labstream-replay",
+            **kafka_connection(bootstrap_servers(bootstrap)).librdkafka("replay"),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -68,7 +67,7 @@ def ensure_topic(bootstrap: str | None, topic: str, partitions: int) -> bool:
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers(bootstrap)})
+    admin = AdminClient(kafka_connection(bootstrap_servers(bootstrap)).librdkafka("replay"))
     try:
         if topic in admin.list_topics(timeout=10).topics:
             return False

@@ -28,6 +28,7 @@ from typing import Any
 import faust
 from mode import Service
 
+from base.kafka import kafka_connection
 from base.logs import kv
 from base.settings import service_settings
 from connectors.registry import registry_from_settings
@@ -105,7 +106,7 @@ def create_worker_app(settings: WorkerSettings, *, runner: Any | None = None) ->
     settings.resolved_data_dir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.bootstrap_servers}",
+        **kafka_connection(settings.bootstrap_servers).faust(),
         store="memory://",
         web_enabled=False,
         autodiscover=False,

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from base.kafka import kafka_connection
 from base.logs import kv
 from streams.codec import CdcDecoder, header_tuples
 from streams.exceptions import TopicSetupError, UndecodableRecord
@@ -130,8 +131,9 @@ class ReferenceFollower:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                    group_id=None, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(**kafka_connection(self._bootstrap).aiokafka("reference"),
+                                    enable_auto_commit=False, group_id=None,
+                                    auto_offset_reset="earliest")
         await consumer.start()
         # without a subscription the consumer's own metadata knows no topic: ask the cluster
         cluster = await consumer._client.fetch_all_metadata()

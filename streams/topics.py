@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from base.kafka import kafka_connection
 from streams.config import EVENT_TABLES, REFERENCE_TABLES, WorkerSettings
 from streams.exceptions import TopicSetupError
 from streams.route import ROUTED_KINDS
@@ -49,7 +50,8 @@ def ensure_topics(settings: WorkerSettings, topics: WorkerTopics | None = None,
 
     chosen = topics or worker_topics(settings)
     # librdkafka's own log lines would repeat the error below, without the fix
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 0})
+    admin = AdminClient({**kafka_connection(settings.bootstrap_servers).librdkafka("worker-admin"),
+                         "log_level": 0})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:

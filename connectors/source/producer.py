@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from base.kafka import kafka_connection
 from base.logs import kv
 from connectors.source.exceptions import DeliveryFailed, SourceDisconnected
 
@@ -85,7 +86,7 @@ class DeliveryTracker:
 
 def producer_config(bootstrap: str, settings: Any, client_id: str) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap,
+        **kafka_connection(bootstrap).librdkafka(),
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",
@@ -124,7 +125,8 @@ class ChangeProducer:
         config["error_cb"] = self._on_error
         config["logger"] = logging.getLogger("librdkafka")
         self.producer = Producer(config)
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id})
+        self.admin = AdminClient({**kafka_connection(bootstrap).librdkafka(),
+                                  "client.id": client_id})
         self._known_topics: set[str] = set()
         self._on_backpressure = on_backpressure
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from base.kafka import kafka_connection
 from labstream.stack import config, procs
 from labstream.stack.exceptions import StackError, ToolMissing
 from labstream.stack.paths import STACK_FILES, StatePaths
@@ -260,8 +261,9 @@ def round_trip(bootstrap: str, timeout_s: float = 15.0, topic: str = CHECK_TOPIC
 
     payload = uuid.uuid4().hex.encode()
     timeout_ms = int(timeout_s * 1000)
+    connection = kafka_connection(bootstrap)
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", request_timeout_ms=timeout_ms,
+        **connection.kafka_python("stack-check"), acks="all", request_timeout_ms=timeout_ms,
         max_block_ms=timeout_ms,
     )
     try:
@@ -269,7 +271,7 @@ def round_trip(bootstrap: str, timeout_s: float = 15.0, topic: str = CHECK_TOPIC
     finally:
         producer.close(timeout=5)
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        **connection.kafka_python("stack-check"), enable_auto_commit=False, group_id=None,
         request_timeout_ms=30000,
     )
     try:
