@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from base.contracts import headers
 from base.contracts.traceids import trace_id_of
@@ -47,6 +46,8 @@ from explain.records import (
     trace_id_of_record,
 )
 from streams.config import WorkerSettings
+from streams.jobs import reads as job_reads
+from tracing import spanstore
 from tracing.exceptions import TracingError
 
 SCAN_MARGIN_MS = 60_000  # start reading topics this long before the experiment was created
@@ -118,17 +119,10 @@ def _resolve_in_db(conn: psycopg.Connection, query: str) -> tuple[str | None, st
     trace_id = trace_id_of(query)
     if trace_id is None:
         return None, None
-    row = conn.execute("SELECT experiment_id FROM public.jobs WHERE trace_id = %s AND "
-                       "experiment_id IS NOT NULL LIMIT 1", (trace_id,)).fetchone()
-    if row is not None:
-        return row[0], trace_id
-    try:
-        row = conn.execute("SELECT attributes ->> 'lab.experiment.id' FROM labstream.spans "
-                           "WHERE trace_id = %s AND attributes ? 'lab.experiment.id' LIMIT 1",
-                           (trace_id,)).fetchone()
-    except psycopg.errors.UndefinedTable:
-        row = None
-    return (row[0] if row else None), trace_id
+    experiment_id = job_reads.experiment_of_trace(conn, trace_id)
+    if experiment_id is None:
+        experiment_id = spanstore.experiment_of_trace(conn, trace_id)
+    return experiment_id, trace_id
 
 
 def _fetch_experiment(conn: psycopg.Connection, experiment_id: str) -> RowState | None:
@@ -152,22 +146,13 @@ def _fetch_runs(conn: psycopg.Connection, experiment: RowState) -> tuple[RowStat
 
 def _fetch_jobs(conn: psycopg.Connection, experiment_id: str | None, trace_ids: Iterable[str],
                 job_keys: Iterable[str]) -> tuple[JobFact, ...]:
-    with conn.cursor(row_factory=dict_row) as cursor:
-        cursor.execute(
-            "SELECT j.*, (SELECT count(*) FROM public.job_log_lines l WHERE l.job_id = j.id) "
-            "AS log_line_count FROM public.jobs j WHERE j.experiment_id = %s "
-            "OR j.trace_id = ANY(%s) OR j.job_key = ANY(%s) ORDER BY j.created_at, j.id",
-            (experiment_id, list(trace_ids), list(job_keys)))
-        rows = cursor.fetchall()
+    rows = job_reads.jobs_matching(conn, experiment_id, trace_ids, job_keys)
     return tuple(_job_fact(conn, row) for row in rows)
 
 
 def _job_fact(conn: psycopg.Connection, row: dict[str, Any]) -> JobFact:
-    tail = conn.execute("SELECT seq, stream, line, trace_id FROM public.job_log_lines "
-                        "WHERE job_id = %s ORDER BY seq DESC LIMIT %s",
-                        (row["id"], _LOG_TAIL)).fetchall()
-    trace_ids = conn.execute("SELECT DISTINCT trace_id FROM public.job_log_lines WHERE "
-                             "job_id = %s AND trace_id IS NOT NULL", (row["id"],)).fetchall()
+    tail = job_reads.log_tail(conn, row["id"], _LOG_TAIL)
+    trace_ids = job_reads.log_trace_ids(conn, row["id"])
     source = (f"{row['source_topic']}/{row['source_partition']}/{row['source_offset']}"
               if row.get("source_topic") else None)
     command = row.get("command")
@@ -178,34 +163,27 @@ def _job_fact(conn: psycopg.Connection, row: dict[str, Any]) -> JobFact:
         command=tuple(command) if isinstance(command, list) else (), source=source,
         created_at=row["created_at"], started_at=row["started_at"],
         finished_at=row["finished_at"], log_line_count=int(row["log_line_count"]),
-        last_lines=tuple(LogLine(*line) for line in reversed(tail)),
-        log_trace_ids=tuple(sorted(t[0] for t in trace_ids)),
+        last_lines=tuple(LogLine(*line) for line in tail),
+        log_trace_ids=tuple(trace_ids),
     )
 
 
 def _experiment_trace_ids(conn: psycopg.Connection, experiment_id: str) -> list[str]:
-    try:
-        rows = conn.execute(
-            "SELECT trace_id FROM labstream.spans WHERE attributes ->> 'lab.experiment.id' = %s "
-            "GROUP BY trace_id ORDER BY min(start_time_unix_nano)", (experiment_id,)).fetchall()
-    except psycopg.errors.UndefinedTable:
-        return []
-    return [row[0] for row in rows]
+    return spanstore.experiment_trace_ids(conn, experiment_id)
 
 
 def _span_facts(conn: psycopg.Connection, trace_ids: Iterable[str]) -> tuple[SpanFact, ...]:
     facts = []
     for trace_id in trace_ids:
-        try:
-            rows = conn.execute(
-                "SELECT service_name, name, status_code, status_message FROM labstream.spans "
-                "WHERE trace_id = %s ORDER BY start_time_unix_nano", (trace_id,)).fetchall()
-        except psycopg.errors.UndefinedTable:
+        spans = spanstore.span_outlines(conn, trace_id)
+        if spans is None:
             return ()
-        if not rows:
+        if not spans:
             continue
-        errors = tuple(f"{r[0]}: {r[1]}: {r[3] or 'error'}" for r in rows if r[2] == "ERROR")
-        facts.append(SpanFact(trace_id, len(rows), tuple(sorted({r[0] for r in rows})), errors))
+        errors = tuple(f"{s.service_name}: {s.name}: {s.status_message or 'error'}"
+                       for s in spans if s.status_code == "ERROR")
+        facts.append(SpanFact(trace_id, len(spans),
+                              tuple(sorted({s.service_name for s in spans})), errors))
     return tuple(facts)
 
 

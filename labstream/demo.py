@@ -26,6 +26,8 @@ import psycopg
 from base.errors import LabstreamError, ServiceUnavailable
 from base.kafka import kafka_connection
 from base.settings import service_settings
+from streams.jobs import reads as job_reads
+from tracing import spanstore
 
 CHILD_STOP_TIMEOUT_S = 20.0
 
@@ -150,13 +152,7 @@ def example_job(database_url: str, since: float) -> dict[str, Any]:
 
 def demo_totals(database_url: str, since: float) -> tuple[int, int]:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        log_lines = conn.execute(
-            "SELECT count(*) FROM job_log_lines WHERE logged_at >= to_timestamp(%s)", (since,)
-        ).fetchone()
-        spans = conn.execute(
-            "SELECT count(*) FROM labstream.spans WHERE start_time >= to_timestamp(%s)", (since,)
-        ).fetchone()
-    return int(log_lines[0] if log_lines else 0), int(spans[0] if spans else 0)
+        return job_reads.log_lines_since(conn, since), spanstore.spans_since(conn, since)
 
 
 def topic_counts(bootstrap: str, prefix: str) -> dict[str, int]:

@@ -133,9 +133,6 @@ def change_record(record: Any) -> Any:
 
 def job_statuses(conn: psycopg.Connection, job_keys: list[str]) -> dict[str, str]:
     """`job_key -> status` of the jobs that exist already (what the runner would compare)."""
-    if not job_keys:
-        return {}
-    rows = conn.execute(
-        "SELECT job_key, status FROM public.jobs WHERE job_key = ANY(%s)", (job_keys,)
-    ).fetchall()
-    return {key: status for key, status in rows}
+    from streams.jobs import reads  # lazy: the jobs package pulls in the runner
+
+    return reads.statuses_by_key(conn, job_keys)

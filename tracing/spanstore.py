@@ -293,3 +293,55 @@ def find_traces_by_experiment(
             (experiment_id, limit),
         )
         return [TraceSummary(*row) for row in cursor.fetchall()]
+
+
+# -- read helpers for the layers above (this module is labstream.spans' only SQL author) --
+
+
+def experiment_of_trace(connection: psycopg.Connection, trace_id: str) -> str | None:
+    """The `lab.experiment.id` any span of the trace carries; None if none (or no table)."""
+    try:
+        row = connection.execute(
+            "SELECT attributes ->> 'lab.experiment.id' FROM labstream.spans "
+            "WHERE trace_id = %s AND attributes ? 'lab.experiment.id' LIMIT 1",
+            (trace_id,)).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return row[0] if row else None
+
+
+def experiment_trace_ids(connection: psycopg.Connection, experiment_id: str) -> list[str]:
+    """Trace ids with a span of this experiment, oldest trace first ([] without the table)."""
+    try:
+        rows = connection.execute(
+            "SELECT trace_id FROM labstream.spans WHERE attributes ->> 'lab.experiment.id' = %s "
+            "GROUP BY trace_id ORDER BY min(start_time_unix_nano)", (experiment_id,)).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+    return [row[0] for row in rows]
+
+
+@dataclass(frozen=True)
+class SpanOutline:
+    service_name: str
+    name: str
+    status_code: str
+    status_message: str | None
+
+
+def span_outlines(connection: psycopg.Connection, trace_id: str) -> list[SpanOutline] | None:
+    """Service, name and status of every span of a trace by start; None without the table."""
+    try:
+        rows = connection.execute(
+            "SELECT service_name, name, status_code, status_message FROM labstream.spans "
+            "WHERE trace_id = %s ORDER BY start_time_unix_nano", (trace_id,)).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return [SpanOutline(*row) for row in rows]
+
+
+def spans_since(connection: psycopg.Connection, since_epoch_s: float) -> int:
+    """How many spans started since a moment (the demo's summary)."""
+    row = connection.execute("SELECT count(*) FROM labstream.spans "
+                             "WHERE start_time >= to_timestamp(%s)", (since_epoch_s,)).fetchone()
+    return int(row[0]) if row else 0
