@@ -147,3 +147,19 @@ def test_store_down_is_a_500_with_code_50001(tmp_path: Path, monkeypatch: pytest
     with registry_server(tmp_path / "registry.log") as served:
         response = httpx.get(f"{served}/subjects")
     assert error_of(response) == (500, 50001)
+
+
+def test_a_dropped_database_connection_is_reopened(url: str, subject: str,
+                                                   database_url: str) -> None:
+    client = SchemaRegistryClient({"url": url})
+    schema_id = client.register_schema(subject, Schema(V1, "AVRO"))
+    # what a PostgreSQL restart does to the server's connection
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'labstream-registry' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert killed and all(row[0] for row in killed)
+    fresh = SchemaRegistryClient({"url": url})
+    assert json.loads(fresh.get_schema(schema_id).schema_str) == json.loads(V1)
+    assert fresh.register_schema(subject, Schema(V2, "AVRO")) > schema_id
