@@ -99,7 +99,8 @@ def test_backward_refuses_an_incompatible_schema_with_409(url: str, subject: str
     assert client.get_versions(subject) == [1, 2]
 
 
-def test_backward_is_the_global_default_when_nothing_is_set(database_url: str, url: str) -> None:
+def test_backward_is_the_global_default_when_nothing_is_set(database_url: str, url: str,
+                                                            subject: str) -> None:
     with psycopg.connect(database_url) as conn:
         configured = conn.execute(
             "SELECT compatibility FROM labstream.schema_registry_config WHERE subject = ''"
@@ -107,8 +108,7 @@ def test_backward_is_the_global_default_when_nothing_is_set(database_url: str, u
     assert configured is None, "the test stack's global level was set by hand (PUT /config); " \
         "delete the row with subject '' in labstream.schema_registry_config"
     assert httpx.get(f"{url}/config").json() == {"compatibilityLevel": "BACKWARD"}
-    unset = f"{database_url.rsplit('/', 1)[-1]}-never-registered-value"
-    level = httpx.get(f"{url}/config/{unset}", params={"defaultToGlobal": "true"}).json()
+    level = httpx.get(f"{url}/config/{subject}", params={"defaultToGlobal": "true"}).json()
     assert level == {"compatibilityLevel": "BACKWARD"}
 
 
