@@ -51,3 +51,7 @@ class IncompatibleSchema(RegistryError):
     def __init__(self, message: str, *, messages: list[str], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.messages = messages
+
+
+class MixedRegistries(RegistryError):
+    """A subject already has schemas in the other registry: its topic would mix ids."""

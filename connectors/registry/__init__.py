@@ -36,6 +36,9 @@ def registry_from_settings(
     if chosen.schema_registry_url:
         # imported here: confluent-kafka's registry client pulls in authlib & co.
         from connectors.registry.confluent import ConfluentSchemaRegistry
+        from connectors.registry.guard import ExternalRegistryGuard
 
-        return ConfluentSchemaRegistry(chosen.schema_registry_url)
+        # the lab database remembers the subject, so no topic mixes two registries' ids
+        return ConfluentSchemaRegistry(chosen.schema_registry_url,
+                                       guard=ExternalRegistryGuard(database_url))
     return DbSchemaRegistry(database_url, id_offset=chosen.schema_registry_id_offset)

@@ -28,6 +28,7 @@ from base.errors import ServiceUnavailable
 from connectors.exceptions import IncompatibleSchema, RegistryUnavailable, UnknownSchemaId
 from connectors.registry import compat
 from connectors.registry.base import RegisteredSchema, schema_fingerprint
+from connectors.registry.guard import refuse_lab_registration
 from connectors.registry.settings import RegistrySettings
 
 T = TypeVar("T")
@@ -150,6 +151,8 @@ class DbSchemaRegistry:
             earlier = [r[0] for r in conn.execute(
                 "SELECT schema FROM labstream.schema_registry WHERE subject = %s "
                 "ORDER BY version", (subject,))]
+            if not earlier:
+                refuse_lab_registration(conn, subject)  # registered elsewhere: ids would mix
             problems = compat.incompatibilities(level, text, earlier)
             if problems:
                 raise IncompatibleSchema(

@@ -13,3 +13,13 @@ CREATE TABLE IF NOT EXISTS labstream.schema_registry_config (
         'FULL', 'FULL_TRANSITIVE')),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- Subjects registered in an external registry (SCHEMA_REGISTRY_URL) by a labstream
+-- process using this database: the lab registry refuses to register them too, and
+-- the external path refuses subjects the lab registry has. One topic never carries
+-- schema ids of two registries (connectors/registry/guard.py).
+CREATE TABLE IF NOT EXISTS labstream.schema_registry_external (
+    subject       text        PRIMARY KEY,
+    registry_url  text        NOT NULL,
+    claimed_at    timestamptz NOT NULL DEFAULT now()
+);
