@@ -6,6 +6,10 @@ Java `KafkaAvroDeserializer`, Kafka Connect's AvroConverter) point their
 database. Served standalone by `labstream registry serve` (for consumers: it needs no
 lab API credentials) and mounted under `/registry` in the lab API.
 
+With `read_only` (`labstream registry serve --read-only`, and always in the lab API)
+it answers like a Confluent registry in READONLY mode: reads, lookups and compatibility
+tests work, writes get 42205. The connector registers through the database itself.
+
 Routes, bodies, error codes and the content type follow Confluent's API reference;
 what the lab registry does not do is refused with a Confluent-style error, never
 ignored: schema types other than AVRO, schema references, deleting schemas (records in
@@ -110,8 +114,16 @@ Handler = Callable[[Request, DbSchemaRegistry], Awaitable[Response]]
 class RegistryRoutes:
     """The handlers; DB calls (psycopg, blocking) run in Starlette's thread pool."""
 
-    def __init__(self, registry: DbSchemaRegistry) -> None:
+    def __init__(self, registry: DbSchemaRegistry, *, read_only: bool = False) -> None:
         self.registry = registry
+        self.read_only = read_only
+
+    def writable(self) -> None:
+        """Confluent's answer to a write in READONLY mode (42205)."""
+        if self.read_only:
+            raise RegistryHttpError(
+                422, 42205, "Operation not permitted: this registry is read-only (the "
+                "connector registers schemas itself; serve without --read-only to write)")
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await run_in_threadpool(fn, *args)
@@ -185,6 +197,7 @@ class RegistryRoutes:
 
     async def register(self, request: Request) -> Response:
         subject = request.path_params["subject"]
+        self.writable()
         text = await schema_body(request)
         try:
             found: RegisteredSchema = await self.call(
@@ -214,6 +227,7 @@ class RegistryRoutes:
 
     async def put_config(self, request: Request) -> Response:
         subject = request.path_params.get("subject")
+        self.writable()
         try:
             body = json.loads(await request.body() or b"null")
             level = compat.check_level(str(body["compatibility"]))
@@ -225,6 +239,7 @@ class RegistryRoutes:
 
     async def delete_config(self, request: Request) -> Response:
         subject = request.path_params["subject"]
+        self.writable()
         removed = await self.call(self.registry.delete_level, subject)
         if removed is None:
             raise subject_not_found(subject)
@@ -263,8 +278,8 @@ def _guard(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., A
     return endpoint
 
 
-def registry_routes(registry: DbSchemaRegistry) -> list[Route]:
-    h = RegistryRoutes(registry)
+def registry_routes(registry: DbSchemaRegistry, *, read_only: bool = False) -> list[Route]:
+    h = RegistryRoutes(registry, read_only=read_only)
 
     async def root(request: Request) -> Response:
         return reply({})
@@ -273,7 +288,7 @@ def registry_routes(registry: DbSchemaRegistry) -> list[Route]:
         return reply(["AVRO"])
 
     async def mode(request: Request) -> Response:
-        return reply({"mode": "READWRITE"})
+        return reply({"mode": "READONLY" if read_only else "READWRITE"})
 
     table: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
         ("/", root, ["GET"]),
@@ -305,9 +320,12 @@ def registry_routes(registry: DbSchemaRegistry) -> list[Route]:
 
 
 def create_registry_app(
-    *, database_url: str | None = None, registry: DbSchemaRegistry | None = None
+    *, database_url: str | None = None, registry: DbSchemaRegistry | None = None,
+    read_only: bool = False,
 ) -> Starlette:
-    """The registry as an ASGI app (connects to the lab database on the first request)."""
+    """The registry as an ASGI app (connects to the lab database on the first request).
+    `read_only`: lookups and compatibility tests only; registering and setting levels
+    get Confluent's 42205, as a registry in READONLY mode answers."""
 
     async def not_routed(request: Request, exc: Exception) -> Response:
         status = int(getattr(exc, "status_code", 404))
@@ -315,6 +333,6 @@ def create_registry_app(
         return reply({"error_code": status, "message": f"HTTP {status} {what}"}, status)
 
     return Starlette(
-        routes=registry_routes(registry or DbSchemaRegistry(database_url)),
+        routes=registry_routes(registry or DbSchemaRegistry(database_url), read_only=read_only),
         exception_handlers={404: not_routed, 405: not_routed},
     )

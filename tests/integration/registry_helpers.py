@@ -32,12 +32,13 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def registry_server(log_path: Path) -> Iterator[str]:
+def registry_server(log_path: Path, *options: str) -> Iterator[str]:
     """The registry on a free port; yields its URL once it answers; SIGTERM on exit."""
     port = free_port()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "labstream.cli", "registry", "serve", "--port", str(port)],
+            [sys.executable, "-m", "labstream.cli", "registry", "serve", "--port", str(port),
+             *options],
             env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         )
     url = f"http://127.0.0.1:{port}"

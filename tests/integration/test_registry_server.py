@@ -163,3 +163,15 @@ def test_a_dropped_database_connection_is_reopened(url: str, subject: str,
     fresh = SchemaRegistryClient({"url": url})
     assert json.loads(fresh.get_schema(schema_id).schema_str) == json.loads(V1)
     assert fresh.register_schema(subject, Schema(V2, "AVRO")) > schema_id
+
+
+def test_read_only_server_refuses_writes_with_42205(tmp_path: Path, subject: str) -> None:
+    with registry_server(tmp_path / "registry.log", "--read-only") as served:
+        client = SchemaRegistryClient({"url": served})
+        with pytest.raises(SchemaRegistryError) as refused:
+            client.register_schema(subject, Schema(V1, "AVRO"))
+        assert (refused.value.http_status_code, refused.value.error_code) == (422, 42205)
+        assert error_of(httpx.put(f"{served}/config", json={"compatibility": "NONE"})) == \
+            (422, 42205)
+        assert httpx.get(f"{served}/mode").json() == {"mode": "READONLY"}
+        assert httpx.get(f"{served}/config").json()["compatibilityLevel"] == "BACKWARD"

@@ -238,7 +238,8 @@ def test_labstream_services_run_labstream_commands_from_the_repo_image(
         "connector": ["labstream", "cdc"],
         "worker": ["labstream", "worker"],
         "api": ["labstream", "api", "--host", "0.0.0.0", "--port", "8080"],
-        "registry": ["labstream", "registry", "serve", "--host", "0.0.0.0", "--port", "8081"],
+        "registry": ["labstream", "registry", "serve", "--host", "0.0.0.0", "--port", "8081",
+                     "--read-only"],
     }
     for name, command in expected.items():
         assert services[name]["command"] == command
