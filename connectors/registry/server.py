@@ -22,6 +22,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -273,6 +274,9 @@ def _guard(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., A
         except ServiceUnavailable as exc:
             return reply({"error_code": 50001, "message": f"Error in the backend data store: "
                           f"{exc}"}, 500)
+        except psycopg.DataError as exc:  # e.g. a NUL byte in a subject name
+            return reply({"error_code": 422, "message": "Unprocessable entity: "
+                          f"{exc.diag.message_primary or exc}"}, 422)
 
     endpoint.__name__ = getattr(handler, "__name__", "endpoint")
     return endpoint

@@ -137,6 +137,7 @@ def test_errors_carry_confluent_codes(url: str, subject: str) -> None:
         == (422, 42203)
     assert error_of(httpx.delete(f"{url}/subjects/{subject}")) == (405, 405)
     assert error_of(httpx.get(f"{url}/no/such/route")) == (404, 404)
+    assert error_of(httpx.get(f"{url}/subjects/a%00b/versions")) == (422, 422)  # not a 500
     assert client.get_versions(subject) == [1]  # the refused delete kept it
 
 
