@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
-LINT_PATHS := base labstream connectors streams tracing replay explain tests bench
+LINT_PATHS := base labstream connectors streams tracing replay explain tests bench clients/python
 
 .PHONY: help install stack test unit lint demo down
 
@@ -17,9 +17,11 @@ help: ## list the targets
 
 install: $(INSTALLED) ## create .venv and install labstream (again only when pyproject.toml changes)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# the subscribers' client package (its own distribution), tested with the rest
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e 'clients/python[kafka,faust]'
 	@touch $@
 
 stack: install ## start PostgreSQL + Kafka (idempotent) and apply the migrations
@@ -37,6 +39,7 @@ unit: install ## only the unit tests (no services needed)
 lint: install ## ruff, mypy and the layering contract (import-linter)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy base labstream connectors streams tracing replay explain
+	$(BIN)/mypy clients/python/labstream_client
 	$(BIN)/lint-imports
 
 demo: install stack ## the end-to-end demo on the local stack

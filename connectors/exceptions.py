@@ -39,3 +39,19 @@ class UnknownSchemaId(SerializationError):
 
 class CodecConfigError(ConfigError):
     """A codec setting (serializer, decimal handling mode) has a value we do not support."""
+
+
+class InvalidSchema(RegistryError):
+    """A schema text is not a valid Avro schema (Confluent error 42201)."""
+
+
+class IncompatibleSchema(RegistryError):
+    """A new schema breaks the subject's compatibility rule (Confluent error 409)."""
+
+    def __init__(self, message: str, *, messages: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.messages = messages
+
+
+class MixedRegistries(RegistryError):
+    """A subject already has schemas in the other registry: its topic would mix ids."""

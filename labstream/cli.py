@@ -65,6 +65,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "demo",
         "Run simulator -> CDC -> agents -> jobs on the local stack; print where to look.",
     ),
+    "registry": (
+        "connectors.registry.cli",
+        "registry",
+        "Serve the lab-database schema registry in the Confluent REST shape.",
+    ),
     "replay": (
         "replay.cli",
         "replay",

@@ -3,12 +3,11 @@
 `registry_from_settings()` picks the HTTP registry when `SCHEMA_REGISTRY_URL` (or
 `LABSTREAM_SCHEMA_REGISTRY_URL`) is set, otherwise `labstream.schema_registry` in the
 lab database, so nothing extra has to run. Both cache lookups in process.
+`labstream registry serve` (connectors/registry/server.py) serves the lab-database
+registry in the Confluent REST shape, for consumers outside labstream.
 """
 
 from __future__ import annotations
-
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.registry.base import (
     RegisteredSchema,
@@ -17,6 +16,7 @@ from connectors.registry.base import (
     schema_fingerprint,
 )
 from connectors.registry.db import DbSchemaRegistry
+from connectors.registry.settings import RegistrySettings
 
 __all__ = [
     "DbSchemaRegistry",
@@ -29,19 +29,6 @@ __all__ = [
 ]
 
 
-class RegistrySettings(BaseSettings):
-    """Where schemas are registered."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
-
-    schema_registry_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("LABSTREAM_SCHEMA_REGISTRY_URL", "SCHEMA_REGISTRY_URL"),
-        description="Confluent-compatible registry URL (SCHEMA_REGISTRY_URL or "
-        "LABSTREAM_SCHEMA_REGISTRY_URL); unset: the lab database table.",
-    )
-
-
 def registry_from_settings(
     settings: RegistrySettings | None = None, *, database_url: str | None = None
 ) -> SchemaRegistry:
@@ -49,6 +36,9 @@ def registry_from_settings(
     if chosen.schema_registry_url:
         # imported here: confluent-kafka's registry client pulls in authlib & co.
         from connectors.registry.confluent import ConfluentSchemaRegistry
+        from connectors.registry.guard import ExternalRegistryGuard
 
-        return ConfluentSchemaRegistry(chosen.schema_registry_url)
-    return DbSchemaRegistry(database_url)
+        # the lab database remembers the subject, so no topic mixes two registries' ids
+        return ConfluentSchemaRegistry(chosen.schema_registry_url,
+                                       guard=ExternalRegistryGuard(database_url))
+    return DbSchemaRegistry(database_url, id_offset=chosen.schema_registry_id_offset)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
@@ -16,8 +18,11 @@ SCHEMA_NOT_FOUND = 40403
 class ConfluentSchemaRegistry:
     """`SchemaRegistry` over the Confluent REST API (`SCHEMA_REGISTRY_URL`)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 10.0,
+                 guard: Callable[[str, str], None] | None = None) -> None:
+        """`guard(subject, url)` runs before a subject is registered (see guard.py)."""
         self.url = url
+        self.guard = guard
         self._client = SchemaRegistryClient({"url": url, "timeout": timeout_s})
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, str] = {}
@@ -33,6 +38,8 @@ class ConfluentSchemaRegistry:
         cached = self._ids.get(key)
         if cached is not None:
             return cached
+        if self.guard is not None:
+            self.guard(subject, self.url)
         try:
             schema_id = self._client.register_schema(subject, Schema(schema_str, "AVRO"))
         except SchemaRegistryError as exc:

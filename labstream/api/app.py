@@ -199,6 +199,10 @@ def create_app(
     ]
     templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
     routes += static_routes()  # the lab console page (labstream/api/console/)
+    # the lab-DB schema registry, read-only, Confluent REST shape (`labstream registry serve`)
+    from connectors.registry.server import create_registry_app
+
+    routes.append(Mount("/registry", app=create_registry_app(database_url=url, read_only=True)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

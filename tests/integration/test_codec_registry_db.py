@@ -75,3 +75,26 @@ def test_unknown_id_is_reported(database_url: str) -> None:
 
 def test_latest_of_unknown_subject_is_none(database_url: str, unique_name: str) -> None:
     assert DbSchemaRegistry(database_url).latest(f"codec.none.{unique_name}") is None
+
+
+def test_new_ids_start_at_the_configured_offset(database_url: str, subject: str) -> None:
+    # a second registry (ids from 1) and this one never hand out the same id
+    registry = DbSchemaRegistry(database_url, id_offset=1_100_000_000)
+    try:
+        assert registry.register(subject, schema()) >= 1_100_000_000
+        assert DbSchemaRegistry(database_url).register(subject, schema("x")) > 1_100_000_000
+    finally:
+        registry.close()
+
+
+def test_connector_path_refuses_a_breaking_version(database_url: str, subject: str) -> None:
+    from connectors.exceptions import IncompatibleSchema
+
+    registry = DbSchemaRegistry(database_url)
+    registry.register(subject, schema())
+    required = json.loads(schema())
+    required["fields"].append({"name": "qty", "type": "int"})
+    with pytest.raises(IncompatibleSchema, match=subject) as refused:
+        registry.register(subject, json.dumps(required))
+    assert refused.value.hint and "PUT /config/" in refused.value.hint
+    assert registry.latest(subject).version == 1  # type: ignore[union-attr]

@@ -19,7 +19,13 @@ import yaml
 from base.settings import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-LABSTREAM_SERVICES = ("migrate", "connector", "worker", "api", "simulator")
+LABSTREAM_SERVICES = ("migrate", "connector", "worker", "api", "registry", "simulator")
+STACK = REPO_ROOT / "stack"
+# where the native stack listens and keeps files: the containers differ on purpose
+PG_HOST_ONLY = {"listen_addresses", "port", "unix_socket_directories"}
+KAFKA_HOST_ONLY = {"node.id", "controller.quorum.voters", "controller.listener.names",
+                   "listeners", "advertised.listeners", "listener.security.protocol.map",
+                   "inter.broker.listener.name", "log.dirs", "process.roles"}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +77,55 @@ def test_every_expected_service_is_defined(services: dict[str, dict[str, Any]]) 
     expected = {"postgres", "kafka", "jaeger", *LABSTREAM_SERVICES}
     assert expected <= set(services)
     assert services["simulator"].get("profiles") == ["simulator"]  # optional
+
+
+def native_settings(path: Path, separator: str) -> dict[str, str]:
+    """`key = value` (or `key=value`) lines of a native stack file, quotes removed."""
+    settings = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].rstrip() if not line.lstrip().startswith("log_line") \
+            else line
+        if separator in line and line.strip():
+            key, _, value = line.partition(separator)
+            settings[key.strip()] = value.strip().strip("'")
+    return settings
+
+
+def test_images_are_pinned_to_exact_versions(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("postgres", "kafka", "jaeger"):
+        image = services[name]["image"]
+        tag = image.rpartition(":")[2]
+        assert ":" in image and tag != "latest", image
+        assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[a-z]+)?", tag), f"{image}: not an exact version"
+
+
+def test_kafka_is_the_native_stacks_version_and_settings(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    pom = (STACK / "kafka" / "pom.xml").read_text()
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert version is not None
+    assert services["kafka"]["image"] == f"apache/kafka:{version[1]}"
+    env = environment(services["kafka"])
+    native = native_settings(STACK / "kafka" / "server.properties", "=")
+    for key, value in native.items():
+        if key in KAFKA_HOST_ONLY:
+            continue
+        name = "KAFKA_" + key.upper().replace(".", "_")
+        assert env.get(name, "").lower() == value.lower(), f"{name}: compose {env.get(name)}, " \
+            f"native {key}={value}"
+
+
+def test_postgres_has_every_native_setting(services: dict[str, dict[str, Any]]) -> None:
+    native = native_settings(STACK / "postgresql" / "labstream.conf", " = ")
+    assert "max_slot_wal_keep_size" in native  # the limit the issue found missing
+    compose = command_settings(services["postgres"])
+    for key, value in native.items():
+        if key not in PG_HOST_ONLY:
+            assert compose.get(key) == value, f"{key}: {compose.get(key)!r}, native {value!r}"
+    assert set(compose) <= set(native), "a compose-only PostgreSQL setting: add it natively too"
+    version = services["postgres"]["image"].partition(":")[2].split(".")[0]
+    assert version == "15"  # the native stack's major version (stack/README.md)
 
 
 def test_postgres_can_do_logical_replication(services: dict[str, dict[str, Any]]) -> None:
@@ -183,6 +238,8 @@ def test_labstream_services_run_labstream_commands_from_the_repo_image(
         "connector": ["labstream", "cdc"],
         "worker": ["labstream", "worker"],
         "api": ["labstream", "api", "--host", "0.0.0.0", "--port", "8080"],
+        "registry": ["labstream", "registry", "serve", "--host", "0.0.0.0", "--port", "8081",
+                     "--read-only"],
     }
     for name, command in expected.items():
         assert services[name]["command"] == command
@@ -192,6 +249,23 @@ def test_labstream_services_run_labstream_commands_from_the_repo_image(
     # reachable from outside its container: all interfaces, on the port it exposes
     assert api[api.index("--host") + 1] == "0.0.0.0"
     assert int(api[api.index("--port") + 1]) in container_ports(services["api"])
+
+
+def test_long_running_http_services_have_healthchecks_on_their_own_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("api", "registry"):
+        command = services[name]["command"]
+        port = command[command.index("--port") + 1]
+        check = " ".join(services[name]["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/" in check, name
+        assert services[name]["depends_on"]["migrate"]["condition"] == \
+            "service_completed_successfully"
+
+
+def test_readme_says_how_to_validate_the_compose_file() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "docker compose config" in readme
 
 
 def test_dockerfile_installs_the_project() -> None:
