@@ -369,6 +369,7 @@ class CdcConnector:
         for out in self._builder.batch_events(batch):
             emit(out, ticket)
         ticket.sealed = True
+        self._emitter.end_batch()  # the batch's trace span ends with its last ack
 
     def _on_relation(self, relation: Any) -> Any:
         table = self._builder.on_relation(relation)
