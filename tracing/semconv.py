@@ -12,7 +12,7 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -206,6 +206,30 @@ def send_span(
         f"send {topic}", kind=SpanKind.PRODUCER, attributes=dict(attributes or {})
     ) as span:
         set_send_attributes(span, topic=topic, partition=partition, key=key, tombstone=tombstone)
+        yield span
+
+
+@contextmanager
+def batch_send_span(tracer: Tracer, *, topics: Sequence[str]) -> Iterator[Span]:
+    """A current PRODUCER span for the records one unit of work writes (a worker's outputs
+    for one input record): `send <topic>`, or `send` with `lab.topics` when they go to
+    several topics; inject its context into the records' headers inside the block."""
+    if not topics:  # nothing written: no span
+        yield trace.get_current_span()
+        return
+    distinct = sorted(set(topics))
+    name = f"send {distinct[0]}" if len(distinct) == 1 else "send"
+    with tracer.start_as_current_span(name, kind=SpanKind.PRODUCER) as span:
+        if span.is_recording():
+            span.set_attribute(MESSAGING_SYSTEM, "kafka")
+            span.set_attribute(MESSAGING_OPERATION_TYPE, "send")
+            span.set_attribute(MESSAGING_OPERATION_NAME, "send")
+            if len(topics) > 1:
+                span.set_attribute(MESSAGING_BATCH_COUNT, len(topics))
+            if len(distinct) == 1:
+                span.set_attribute(MESSAGING_DESTINATION, distinct[0])
+            else:
+                span.set_attribute(LAB_TOPICS, distinct)
         yield span
 
 

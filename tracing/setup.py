@@ -180,6 +180,9 @@ def configure_tracing(
     """
     global _provider
     settings = settings or TracingSettings()
+    from tracing.propagation import set_beeline_outbound
+
+    set_beeline_outbound(settings.beeline_headers)
     with _lock:
         if _provider is not None:
             if _provider.resource.attributes.get("service.name") != service_name:

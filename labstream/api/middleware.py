@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracing import beeline
-from tracing.propagation import extract_http_headers, inject_http_headers
+from tracing.propagation import beeline_outbound, extract_http_headers, inject_http_headers
 from tracing.semconv import BEELINE_TRACE_ID
 
 
@@ -66,7 +66,7 @@ def _on_response_start(span: trace.Span, message: Message) -> None:
     if status >= 500:
         span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
     out: dict[str, str] = {}
-    inject_http_headers(out, trace.set_span_in_context(span), with_beeline=False)
+    inject_http_headers(out, trace.set_span_in_context(span), with_beeline=beeline_outbound())
     trace_id = span.get_span_context()
     extra = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in out.items()]
     if trace_id.is_valid:
