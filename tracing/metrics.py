@@ -116,3 +116,22 @@ def register_collector(key: str, collector: Collector) -> None:
             REGISTRY.unregister(old)
         REGISTRY.register(collector)
         _collectors[key] = collector
+
+
+PORT_ENV = "LABSTREAM_METRICS_PORT"
+
+
+def metrics_port() -> int | None:
+    """`LABSTREAM_METRICS_PORT`: where the connector/worker serve /metrics, /healthz and
+    /readyz; unset or `off` = not served, 0 = a free port the OS picks (logged)."""
+    import os
+
+    from base.errors import ConfigError
+
+    raw = os.environ.get(PORT_ENV, "").strip().lower()
+    if raw in ("", "off", "none"):
+        return None
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ConfigError(f"{PORT_ENV}={raw!r} is not a port",
+                          hint=f"set {PORT_ENV} to a port number (0 = any free port) or off")
+    return int(raw)

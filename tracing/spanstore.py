@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -51,21 +52,27 @@ INSERT_SQL = (
 )
 
 
-def _json_value(value: Any) -> Any:
-    # OTel attribute values are str/bool/int/float or sequences of those (tuples)
-    if isinstance(value, str):
-        return _text(value)
-    return [_json_value(item) for item in value] if isinstance(value, tuple | list) else value
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _dumps(value: Any) -> str:
+    """JSON text for a jsonb column in one `json.dumps` (tuples become arrays).
+
+    PostgreSQL jsonb cannot hold U+0000: one such character (a binary Kafka key, an
+    exception message quoting bytes) would make the whole batch fail and be dropped, so
+    an escaped NUL becomes U+FFFD (only when there is one: the common case is one scan).
+    """
+    text = json.dumps(value, default=str)
+    return _ESCAPED_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
 def _text(value: str) -> str:
-    # PostgreSQL text and jsonb cannot hold U+0000: one such character (a binary Kafka key,
-    # an exception message quoting bytes) would make the whole batch fail and be dropped
-    return value.replace("\x00", "\ufffd")
+    # PostgreSQL text cannot hold U+0000 either
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _json_attributes(attributes: Mapping[str, Any] | None) -> str:
-    return json.dumps({k: _json_value(v) for k, v in (attributes or {}).items()}, default=str)
+    return _dumps(dict(attributes)) if attributes else "{}"
 
 
 _resource_json: dict[int, tuple[Any, str, str]] = {}
@@ -89,18 +96,18 @@ def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
     span_context = span.get_span_context()
     assert span_context is not None  # finished SDK spans always have one
     service_name, resource_json = _resource(span)
-    events = [
-        {"name": _text(e.name), "time_unix_nano": e.timestamp, "attributes": _loads(e.attributes)}
+    events = _dumps([
+        {"name": e.name, "time_unix_nano": e.timestamp, "attributes": dict(e.attributes or {})}
         for e in span.events
-    ]
-    links = [
+    ]) if span.events else "[]"
+    links = _dumps([
         {
             "trace_id": format(link.context.trace_id, "032x"),
             "span_id": format(link.context.span_id, "016x"),
-            "attributes": _loads(link.attributes),
+            "attributes": dict(link.attributes or {}),
         }
         for link in span.links
-    ]
+    ]) if span.links else "[]"
     return (
         format(span_context.trace_id, "032x"),
         format(span_context.span_id, "016x"),
@@ -113,15 +120,11 @@ def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
         span.status.status_code.name,
         _text(span.status.description) if span.status.description else None,
         _json_attributes(span.attributes),
-        json.dumps(events, default=str),
-        json.dumps(links, default=str),
+        events,
+        links,
         resource_json,
         span.instrumentation_scope.name if span.instrumentation_scope else None,
     )
-
-
-def _loads(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: _json_value(v) for k, v in (attributes or {}).items()}
 
 
 def _write(connection: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
