@@ -1,6 +1,7 @@
 """What tracing costs the stream worker: `RecordHandler.handle` with tracing on vs off.
 
     .venv/bin/python bench/tracing_worker.py [--records 5000] [--runs 3]
+    .venv/bin/python bench/tracing_worker.py --kafka 3000 --runs 3   # the real worker process
 
 Every input record carries a sampled `traceparent` (every transaction traced, as the
 connector writes them); each gives one CONSUMER span, one PRODUCER span (its routed
@@ -108,14 +109,51 @@ def delete_own_spans() -> None:
                      "AND resource->>'process.pid' = %s", (str(os.getpid()),))
 
 
+def through_kafka(records: int, runs: int) -> None:
+    """The real worker process (Faust, aiokafka, the broker) drains `records` CDC records
+    that carry no trace context (each becomes a root CONSUMER span + a PRODUCER span:
+    every record traced); `on` exports to the span store, `off` disables tracing."""
+    from base.settings import service_settings
+    from bench.streams_throughput import through_kafka as drain
+
+    bootstrap = service_settings().kafka_bootstrap_servers
+    results: dict[str, list[dict[str, object]]] = {"on": [], "off": []}
+    for _ in range(runs):
+        for mode in results:
+            saved = {name: os.environ.get(name) for name in MODES[mode]}
+            os.environ.update(MODES[mode])
+            try:
+                result = {"tracing": mode, **drain(records, bootstrap)}
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+            results[mode].append(result)
+            print(json.dumps(result), flush=True)
+    medians = {mode: {key: statistics.median(float(str(r[key])) for r in rs)
+                      for key in ("events_per_s", "worker_cpu_s")} for mode, rs in results.items()}
+    on, off = medians["on"], medians["off"]
+    print(json.dumps({"median": medians, "cost_vs_off": {
+        "rate_cost_pct": round(100 * (1 - on["events_per_s"] / off["events_per_s"]), 1),
+        "cpu_cost_pct": round(100 * (on["worker_cpu_s"] / off["worker_cpu_s"] - 1), 1)}}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kafka", type=int, default=0,
+                        help="instead: N records through a real `labstream worker --no-jobs` "
+                             "(bench/streams_throughput.py's method), tracing on vs off")
     parser.add_argument("--child", choices=sorted(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(one_run(args.records)))
+        return
+    if args.kafka:
+        through_kafka(args.kafka, args.runs)
         return
     results: dict[str, list[dict[str, object]]] = {mode: [] for mode in MODES}
     for _ in range(args.runs):

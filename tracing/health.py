@@ -95,7 +95,7 @@ def _handler(checks: HealthChecks) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # scrapes every few seconds would drown the process's own log
 
     return Handler

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,21 +47,33 @@ CDC_COMMIT_TO_KAFKA = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+
+
+def observe_commit_to_kafka(commit_time_us: int | None) -> None:
+    """The connector confirmed a transaction: how long after its COMMIT Kafka had it all
+    (once per transaction, by the delivery tracker)."""
+    if commit_time_us:
+        CDC_COMMIT_TO_KAFKA.observe(max(0.0, time.time() - commit_time_us / 1e6))
+
+
 # -- stream worker -----------------------------------------------------------------------------
-WORKER_RECORDS = Counter(
-    "labstream_worker_records", "Records the worker handled, by outcome.", ["topic", "outcome"])
-DLQ_RECORDS = Counter(
-    "labstream_dlq_records", "Records written to a dead-letter topic.", ["topic"])
 JOB_WAIT = Histogram(
     "labstream_job_queue_wait_seconds",
-    "Job submitted -> job started, per tenant.", ["tenant"], buckets=LATENCY_BUCKETS)
+    "Job claimed -> a run slot free (rule max_concurrency), per tenant.", ["tenant"],
+    buckets=LATENCY_BUCKETS)
 JOB_DURATION = Histogram(
     "labstream_job_duration_seconds", "Job run time, by backend and outcome.",
     ["backend", "outcome"], buckets=LATENCY_BUCKETS)
 JOB_OUTCOMES = Counter(
     "labstream_job_outcomes", "Finished job attempts, by outcome.", ["tenant", "outcome"])
-JOB_QUEUE_DEPTH = Gauge(
-    "labstream_job_queue_depth", "Jobs submitted and not yet started, per tenant.", ["tenant"])
+
+
+
+def job_finished(tenant: str | None, backend: str, outcome: str, began_monotonic: float) -> None:
+    """One job attempt ended (the job runner, once per attempt)."""
+    JOB_DURATION.labels(backend, outcome).observe(time.monotonic() - began_monotonic)
+    JOB_OUTCOMES.labels(tenant or "", outcome).inc()
+
 
 # -- API ---------------------------------------------------------------------------------------
 HTTP_REQUESTS = Histogram(

@@ -36,6 +36,7 @@ class Emitter:
         self.ensure_topic = ensure_topic
         self.tracer = tracer or trace.get_tracer("labstream.cdc")
         self.records = 0
+        self.bytes = 0  # key + value bytes (/metrics)
         self._tx: TxSendSpan | None = None  # the open transaction span
         self._tx_parent: Context | None = None
         self._tx_ticket: TxTicket | None = None
@@ -47,6 +48,7 @@ class Emitter:
         value = self.value_bytes(event)
         ticket.outstanding += 1
         self.records += 1
+        self.bytes += len(key or b"") + len(value or b"")
         if out.context is None:
             self.producer.produce(event.topic, key, value, None, ticket.delivered)
             return

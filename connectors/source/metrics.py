@@ -8,7 +8,6 @@ The commit -> Kafka latency histogram is observed once per transaction by the tr
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import psycopg
@@ -98,9 +97,3 @@ def start(connector: Any, settings: CdcSettings, database_url: str) -> None:
         ready={"phase": observed.streaming, "slot": observed.slot_active},
     )
     health.serve(port, checks)
-
-
-def observe_commit_to_kafka(commit_time_us: int | None) -> None:
-    """The tracker confirmed a transaction: how long after its COMMIT Kafka had it all."""
-    if commit_time_us:
-        metrics.CDC_COMMIT_TO_KAFKA.observe(max(0.0, time.time() - commit_time_us / 1e6))

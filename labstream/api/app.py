@@ -200,6 +200,9 @@ def create_app(
     ]
     templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
     routes += static_routes()  # the lab console page (labstream/api/console/)
+    from labstream.api.ops_routes import ops_routes
+
+    routes = [*ops_routes(), *routes]  # /metrics, /healthz, /readyz
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
