@@ -1,19 +1,15 @@
 """What tracing costs the stream worker: `RecordHandler.handle` with tracing on vs off.
 
-    .venv/bin/python bench/tracing_worker.py [--records 5000] [--runs 3]
+    .venv/bin/python bench/tracing_worker.py [--records 500] [--rounds 10]
     .venv/bin/python bench/tracing_worker.py --kafka 3000 --runs 3   # the real worker process
 
-Every input record carries a sampled `traceparent` (every transaction traced, as the
-connector writes them); each gives one CONSUMER span, one PRODUCER span (its routed
-record + its decision) and the two outputs into an in-memory sink (no broker: the
-broker's cost is the same with tracing on or off, and leaving it out makes tracing's
-share look bigger, not smaller). Modes, each in its own process (one TracerProvider per
-process), alternating run by run: `on` = exporters `db` (the span store, real
-PostgreSQL; the final flush is inside the timed part, and the exporter thread's CPU
-counts), `on-noexport` = spans made, none exported, `off` = `LABSTREAM_TRACING_ENABLED=
-false`. Prints one JSON line per run, then medians and the cost against `off`.
+In process (default): every input record carries its own sampled `traceparent` (every
+record its own traced transaction: the worst case); each gives one CONSUMER span, one
+PRODUCER span (its routed record + its decision) and the two outputs into an in-memory
+sink (no broker: the broker's cost is the same with tracing on or off, and leaving it
+out makes tracing's share look bigger, not smaller). See `interleaved` for the modes.
+With --kafka: a real worker process drains N records, tracing on vs off alternating.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -21,10 +17,10 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -36,8 +32,8 @@ MODES = {
 }
 
 
-def one_run(records: int) -> dict[str, object]:
-    """In this process, with the mode's environment already set."""
+def build(records: int) -> tuple[Any, list[Any]]:
+    """A RecordHandler on an in-memory sink and `records` traced raw records."""
     from bench.streams_throughput import REFERENCE, _run
     from streams.agents import RawRecord, RecordHandler
     from streams.codec import CdcDecoder, RoutedSerializer
@@ -46,9 +42,7 @@ def one_run(records: int) -> dict[str, object]:
     from streams.records import SourceCoordinates
     from streams.reference import ReferenceStore
     from streams.topics import worker_topics
-    from tracing.setup import configure_tracing, flush_tracing
 
-    configure_tracing("labstream-worker")
     registry = MemoryRegistry()
     changes, decoder, store = LabChanges(registry), CdcDecoder(registry), ReferenceStore()
     for table, row in REFERENCE:
@@ -56,8 +50,6 @@ def one_run(records: int) -> dict[str, object]:
         change = decoder.decode(key, value, SourceCoordinates(topic, 0, 0))
         assert change is not None
         store.apply_change(change)
-    encoded = [changes.encode("runs", "u", _run(i, "completed"), _run(i, "running"))
-               for i in range(records + 500)]
 
     class CountingSink:
         sent = 0
@@ -73,30 +65,66 @@ def one_run(records: int) -> dict[str, object]:
                             routed_serializer=serializer, sink=CountingSink(), runner=None)
     raws = [RawRecord(topic, 0, i, key, value, (("traceparent", (
         f"00-{os.urandom(16).hex()}-b7ad6b7169203331-01").encode()),))
-        for i, (topic, key, value) in enumerate(encoded)]
+        for i, (topic, key, value) in enumerate(
+            changes.encode("runs", "u", _run(i, "completed"), _run(i, "running"))
+            for i in range(records))]
+    return handler, raws
 
-    async def drive(batch: list[RawRecord]) -> None:
+
+def interleaved(records: int, rounds: int) -> None:
+    """One process, one handler; its tracer switched between the modes batch by batch
+    (`on`: SDK tracer + BatchSpanProcessor -> span store, flushed inside the timed part;
+    `on-noexport`: SDK tracer, no processor; `off`: the no-op tracer), so the machine's
+    drift hits every mode alike. CPU = process time (all threads: the exporter's too)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tracing.settings import TracingSettings
+    from tracing.setup import build_resource, build_tracer_provider
+
+    exporting = build_tracer_provider("labstream-worker", TracingSettings(exporters="db"))
+    tracers = {"on": exporting.get_tracer("streams.agents"),
+               "on-noexport": TracerProvider(resource=build_resource("labstream-worker"))
+               .get_tracer("streams.agents"),
+               "off": trace.NoOpTracer()}
+    handler, raws = build(records * (rounds * len(tracers) + 1))
+
+    async def drive(batch: list[Any]) -> None:
         for raw in batch:
             await handler.handle(raw)
 
-    asyncio.run(drive(raws[:500]))  # warm-up: caches, schemas, the span store connection
-    flush_tracing()
-    cpu_before, started = time.process_time(), time.perf_counter()
-    asyncio.run(drive(raws[500:]))
-    assert flush_tracing(60_000)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_before
-    assert CountingSink.sent == 2 * (records + 500) and handler.dead_lettered == 0
+    handler.tracer = tracers["on"]
+    asyncio.run(drive(raws[:records]))  # warm-up: caches, schemas, the span store connection
+    exporting.force_flush()
+    cpu = {mode: 0.0 for mode in tracers}
+    wall = {mode: 0.0 for mode in tracers}
+    position = records
+    for _ in range(rounds):
+        for mode, tracer in tracers.items():
+            handler.tracer = tracer
+            batch = raws[position:position + records]
+            position += records
+            cpu_before, started = time.process_time(), time.perf_counter()
+            asyncio.run(drive(batch))
+            if mode == "on":
+                assert exporting.force_flush(60_000)
+            cpu[mode] += time.process_time() - cpu_before
+            wall[mode] += time.perf_counter() - started
     from prometheus_client import REGISTRY
 
     dropped = sum(sample.value for metric in REGISTRY.collect()
                   if metric.name == "labstream_spans_dropped" for sample in metric.samples
                   if sample.name.endswith("_total"))
-    exported = REGISTRY.get_sample_value("labstream_spans_exported_total", {"exporter": "db"})
-    if os.environ["LABSTREAM_TRACING_EXPORTERS"] == "db":
-        delete_own_spans()
-    return {"records_per_s": round(records / seconds), "cpu_s": round(cpu, 2),
-            "us_cpu_per_record": round(1e6 * cpu / records, 1),
-            "spans_exported": int(exported or 0), "spans_dropped": int(dropped)}
+    total = records * rounds
+    result = {mode: {"us_cpu_per_record": round(1e6 * cpu[mode] / total, 1),
+                     "records_per_s": round(total / wall[mode])} for mode in tracers}
+    off = cpu["off"]
+    print(json.dumps({"records_per_mode": total, "rounds": rounds, **result,
+                      "cpu_cost_vs_off_pct": {mode: round(100 * (cpu[mode] / off - 1), 1)
+                                              for mode in ("on", "on-noexport")},
+                      "spans_dropped": int(dropped)}), flush=True)
+    exporting.shutdown()
+    delete_own_spans()
 
 
 def delete_own_spans() -> None:
@@ -142,36 +170,17 @@ def through_kafka(records: int, runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--records", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--records", type=int, default=500, help="records per batch")
+    parser.add_argument("--rounds", type=int, default=10, help="batches per mode")
     parser.add_argument("--kafka", type=int, default=0,
                         help="instead: N records through a real `labstream worker --no-jobs` "
                              "(bench/streams_throughput.py's method), tracing on vs off")
-    parser.add_argument("--child", choices=sorted(MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=3, help="--kafka runs per mode")
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(one_run(args.records)))
-        return
     if args.kafka:
         through_kafka(args.kafka, args.runs)
         return
-    results: dict[str, list[dict[str, object]]] = {mode: [] for mode in MODES}
-    for _ in range(args.runs):
-        for mode, env in MODES.items():
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", mode, "--records", str(args.records)],
-                env={**os.environ, **env}, check=True, capture_output=True, text=True)
-            result = {"tracing": mode, **json.loads(out.stdout.strip().splitlines()[-1])}
-            results[mode].append(result)
-            print(json.dumps(result), flush=True)
-    medians = {mode: {key: statistics.median(float(str(r[key])) for r in runs)
-                      for key in ("records_per_s", "cpu_s")} for mode, runs in results.items()}
-    off = medians["off"]
-    costs = {mode: {"rate_cost_pct": round(100 * (1 - m["records_per_s"] / off["records_per_s"]),
-                                           1),
-                    "cpu_cost_pct": round(100 * (m["cpu_s"] / off["cpu_s"] - 1), 1)}
-             for mode, m in medians.items() if mode != "off"}
-    print(json.dumps({"median": medians, "cost_vs_off": costs}))
+    interleaved(args.records, args.rounds)
 
 
 if __name__ == "__main__":
