@@ -184,7 +184,9 @@ def dry_run(
             rules: list[Any] = load_rules(conn)
         else:
             reference, rules = reference_from_topics(session)
-        outcomes = [evaluate(record, reference, rules, now=now) for record in records]
+        settings = route_settings()  # once: reading the settings cost 4 ms per record
+        outcomes = [evaluate(record, reference, rules, now=now, settings=settings)
+                    for record in records]
         fired = [d for o in outcomes for d in o.now if d.job_key]
         statuses = job_statuses(conn, sorted({d.job_key for d in fired if d.job_key}))
     for decision in fired:
@@ -199,11 +201,12 @@ def evaluate(
     rules: list[Any],
     *,
     now: datetime | None = None,
+    settings: Any = None,
 ) -> RecordOutcome:
-    """One record through enrich -> route -> decide (the worker's pure functions)."""
-    from streams.config import WorkerSettings
+    """One record through enrich -> route -> decide (the worker's pure functions);
+    `settings`: the worker's `RouteSettings` (`route_settings()`), read once per run."""
     from streams.enrich import enrich
-    from streams.route import RouteSettings, route_explained
+    from streams.route import route_explained
     from streams.trigger import decide
 
     if record.decode_error:
@@ -213,11 +216,7 @@ def evaluate(
     change = change_record(record)
     if change is None or not isinstance(record.value, Mapping) or "source" not in record.value:
         return RecordOutcome(record, "not_a_change", note="not a Debezium change event")
-    worker = WorkerSettings()
-    settings = RouteSettings(
-        fridge_max_celsius=worker.fridge_max_celsius, lot_expiry_days=worker.lot_expiry_days
-    )
-    routed = route_explained(enrich(change, reference), settings)
+    routed = route_explained(enrich(change, reference), settings or route_settings())
     if not routed.events:
         return RecordOutcome(record, "not_routed", note=routed.unroutable)
     moment = now or datetime.now(UTC)
@@ -226,6 +225,17 @@ def evaluate(
         for decision in decide(event, rules, now=moment):
             outcome.now.append(_view(decision))
     return outcome
+
+
+def route_settings() -> Any:
+    """The worker's routing thresholds, as `labstream worker` reads them."""
+    from streams.config import WorkerSettings
+    from streams.route import RouteSettings
+
+    worker = WorkerSettings()
+    return RouteSettings(
+        fridge_max_celsius=worker.fridge_max_celsius, lot_expiry_days=worker.lot_expiry_days
+    )
 
 
 def _view(decision: Any) -> DecisionView:
