@@ -21,7 +21,7 @@ Where `lab.decisions` holds what the chain decided *then* for the same record
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -172,12 +172,24 @@ def dry_run(
     *,
     reference_source: str = "topics",
     now: datetime | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> DryRunReport:
-    """Scan the selection and evaluate every record with today's chain."""
+    """Scan the selection and evaluate every record with today's chain.
+
+    `on_progress(done, total)` is called every `PROGRESS_EVERY` records read (and at the
+    end): `done` counts what will really be evaluated, `total` is the planned range, or
+    `--limit` when that is smaller (None while not known yet).
+    """
     from replay.runner import start_scan
 
     scan = start_scan(session, selection)
-    records = list(scan.records())
+    records = []
+    for record in scan.records():
+        records.append(record)
+        if on_progress is not None and len(records) % PROGRESS_EVERY == 0:
+            on_progress(*_progress(scan.stats, selection, len(records)))
+    if on_progress is not None:
+        on_progress(len(records), len(records))  # the scan ended: all that will be read
     with connect(session.database_url, application_name="labstream-replay") as conn:
         if reference_source == "db":
             reference: Any = DbReference(conn)
@@ -193,6 +205,18 @@ def dry_run(
         decision.job_status = statuses.get(decision.job_key or "")
     attach_original_decisions(session, outcomes)
     return DryRunReport(outcomes, scan.stats)
+
+
+PROGRESS_EVERY = 500
+
+
+def _progress(stats: ScanStats, selection: Selection, matched: int) -> tuple[int, int | None]:
+    """(done, total) for a bar: with --limit or a filter, what is read is the matched
+    records, at most the limit; the planned range counts otherwise."""
+    if selection.limit is None and selection.compiled_filter is None and not selection.keys:
+        return stats.scanned, stats.planned or None
+    total = min(selection.limit, stats.planned) if selection.limit is not None else None
+    return matched, total
 
 
 def evaluate(

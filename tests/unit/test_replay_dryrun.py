@@ -136,3 +136,17 @@ def test_the_settings_are_read_once_per_run_not_per_record(monkeypatch) -> None:
     for _ in range(3):
         outcome = evaluate(run_record(), Reference(), [RULE], now=NOW, settings=settings)
         assert outcome.status == "routed"
+
+
+def test_progress_total_is_what_will_really_be_read() -> None:
+    from replay.dryrun import _progress
+    from replay.runner import planned_total
+    from replay.selection import PartitionPlan, ScanStats, Selection
+
+    stats = ScanStats(planned=100_000, scanned=700)
+    assert _progress(stats, Selection(topics=("t",)), 700) == (700, 100_000)
+    # --limit: the bar ends at the limit, not at the partition's end
+    assert _progress(stats, Selection(topics=("t",), limit=1000), 650) == (650, 1000)
+    plans = [PartitionPlan("t", 0, 0, 60_000), PartitionPlan("t", 1, 0, 40_000)]
+    assert planned_total(plans, Selection(topics=("t",), limit=5)) == 5
+    assert planned_total(plans, Selection(topics=("t",))) == 100_000
