@@ -8,7 +8,8 @@ writes them) through `labstream cdc run` in three modes: tracing on as shipped
 (`on`: `LABSTREAM_TRACING_EXPORTERS=auto` = the lab-DB span store), tracing on with
 no exporter (`on-noexport`: spans made and dropped, to split the cost between making
 spans and exporting them) and `LABSTREAM_TRACING_ENABLED=false` (`off`); the modes
-alternate run by run so drift on this shared machine hits them alike. Rate = rows /
+alternate run by run (their order rotated each round) so drift on this shared machine
+hits them alike. Rate = rows /
 (first commit -> broker LogAppendTime of the last record), after a 5,000-row warm-up
 (method: /work/shared/BENCHMARKING.md). Since the connector makes one span per
 transaction, `spans_stored` should equal `transactions` and `records_in_spans` (the
@@ -121,8 +122,12 @@ def main() -> None:
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}))
     results: dict[str, list[dict[str, object]]] = {mode: [] for mode in MODES}
-    for _ in range(args.runs):
-        for mode in MODES:
+    names = list(MODES)
+    for round_number in range(args.runs):
+        # rotate the order each round: the first run of a round follows the previous
+        # round's teardown (topic deletion, span cleanup) and would always pay for it
+        shift = round_number % len(names)
+        for mode in names[shift:] + names[:shift]:
             result = run_once(mode, args.rows)
             results[mode].append(result)
             print(json.dumps(result), flush=True)

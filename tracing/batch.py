@@ -29,8 +29,9 @@ class TxSendSpan:
     """The PRODUCER span of one batch; `delivered` is the records' delivery callback."""
 
     __slots__ = (
-        "_on_delivered", "_operations", "_partitions", "_tables", "_topics", "ended", "error",
-        "headers", "last_ack_ns", "outstanding", "recording", "records", "sealed", "span",
+        "_last", "_on_delivered", "_operations", "_partitions", "_tables", "_topics", "ended",
+        "error", "headers", "last_ack_ns", "outstanding", "recording", "records", "sealed",
+        "span",
     )
 
     def __init__(self, span: Span, headers: list[tuple[str, bytes]],
@@ -45,22 +46,29 @@ class TxSendSpan:
         self.ended = False
         self.error: Any = None
         self.last_ack_ns = 0
-        self._topics: dict[str, int] = {}
-        self._tables: dict[str, int] = {}
-        self._operations: dict[str, int] = {}
+        # distinct values only; consecutive records mostly repeat the last ones, so a
+        # comparison with the previous record's is all most records cost
+        self._last: tuple[Any, Any, Any] = (None, None, None)
+        self._topics: set[str] = set()
+        self._tables: set[Any] = set()
+        self._operations: set[str] = set()
         self._partitions: dict[tuple[str, int], list[int]] = {}  # [first, last, count]
 
-    def add(self, topic: str, table: str | None = None, operation: str | None = None) -> None:
-        """One more record of the batch is being produced."""
+    def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
+        """One more record of the batch is being produced (`table`: anything whose str()
+        names the table, formatted only when the span ends)."""
         self.outstanding += 1
         self.records += 1
         if not self.recording:
             return
-        self._topics[topic] = self._topics.get(topic, 0) + 1
-        if table is not None:
-            self._tables[table] = self._tables.get(table, 0) + 1
-        if operation is not None:
-            self._operations[operation] = self._operations.get(operation, 0) + 1
+        last = self._last
+        if topic is not last[0] or table is not last[1] or operation != last[2]:
+            self._last = (topic, table, operation)
+            self._topics.add(topic)
+            if table is not None:
+                self._tables.add(table)
+            if operation is not None:
+                self._operations.add(operation)
 
     def delivered(self, err: Any, msg: Any) -> None:
         """confluent-kafka delivery callback of each record of the batch."""
@@ -78,7 +86,8 @@ class TxSendSpan:
                 seen[0] = min(seen[0], offset)
                 seen[1] = max(seen[1], offset)
                 seen[2] += 1
-        self.last_ack_ns = time.time_ns()
+        if self.outstanding <= 0:  # the last one so far: the span may end at this time
+            self.last_ack_ns = time.time_ns()
         self._on_delivered(err, msg)
         if self.sealed and self.outstanding <= 0:
             self.finish()
@@ -104,7 +113,7 @@ class TxSendSpan:
         span.set_attribute(semconv.MESSAGING_OPERATION_NAME, "send")
         span.set_attribute(semconv.MESSAGING_BATCH_COUNT, self.records)
         _one_or_many(span, self._topics, semconv.MESSAGING_DESTINATION, semconv.LAB_TOPICS)
-        _one_or_many(span, self._tables, semconv.LAB_TABLE, semconv.LAB_TABLES)
+        _one_or_many(span, {str(t) for t in self._tables}, semconv.LAB_TABLE, semconv.LAB_TABLES)
         if len(self._operations) == 1:
             span.set_attribute(semconv.LAB_OPERATION, next(iter(self._operations)))
         if len(self._topics) == 1:
@@ -126,8 +135,8 @@ class TxSendSpan:
             span.set_status(trace.Status(trace.StatusCode.ERROR, str(self.error)))
 
 
-def _one_or_many(span: Span, counts: dict[str, int], one: str, many: str) -> None:
-    if len(counts) == 1:
-        span.set_attribute(one, next(iter(counts)))
-    elif counts:
-        span.set_attribute(many, sorted(counts))
+def _one_or_many(span: Span, values: set[str], one: str, many: str) -> None:
+    if len(values) == 1:
+        span.set_attribute(one, next(iter(values)))
+    elif values:
+        span.set_attribute(many, sorted(values))

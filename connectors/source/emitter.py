@@ -14,6 +14,7 @@ records cost no tracing work at all.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -57,9 +58,9 @@ class Emitter:
         # batch); a new object or a new ticket is a new transaction (or a per-row context)
         if tx is None or out.context is not self._tx_parent or ticket is not self._tx_ticket:
             tx = self._start(out.context, ticket)
-        table = event.table
-        tx.add(event.topic, f"{table.schema_name}.{table.table_name}" if table else None,
-               event.value.get("op") if event.value is not None else None)
+        value_dict = event.value
+        tx.add(event.topic, _TableName.of(event.table),
+               value_dict.get("op") if value_dict is not None else None)
         self.producer.produce(event.topic, key, value, tx.headers, tx.delivered)
 
     def end_batch(self) -> None:
@@ -78,3 +79,26 @@ class Emitter:
         tx = TxSendSpan(span, inject_headers([], context=carrier), ticket.delivered)
         self._tx, self._tx_parent, self._tx_ticket = tx, parent, ticket
         return tx
+
+
+class _TableName:
+    """`schema.table` of a TableSchema, formatted only if the span is described (one
+    instance per TableSchema, so the span compares identities per record)."""
+
+    __slots__ = ("table",)
+    _cache: dict[int, tuple[Any, _TableName]] = {}
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __str__(self) -> str:
+        return f"{self.table.schema_name}.{self.table.table_name}"
+
+    @classmethod
+    def of(cls, table: Any) -> _TableName | None:
+        if table is None:
+            return None
+        cached = cls._cache.get(id(table))
+        if cached is None or cached[0] is not table:
+            cached = cls._cache[id(table)] = (table, cls(table))
+        return cached[1]
