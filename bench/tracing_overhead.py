@@ -8,9 +8,12 @@ writes them) through `labstream cdc run` in three modes: tracing on as shipped
 (`on`: `LABSTREAM_TRACING_EXPORTERS=auto` = the lab-DB span store), tracing on with
 no exporter (`on-noexport`: spans made and dropped, to split the cost between making
 spans and exporting them) and `LABSTREAM_TRACING_ENABLED=false` (`off`); the modes
-alternate run by run so drift on this shared machine hits them alike. Rate = rows /
+alternate run by run (their order rotated each round) so drift on this shared machine
+hits them alike. Rate = rows /
 (first commit -> broker LogAppendTime of the last record), after a 5,000-row warm-up
-(method: /work/shared/BENCHMARKING.md).
+(method: /work/shared/BENCHMARKING.md). Since the connector makes one span per
+transaction, `spans_stored` should equal `transactions` and `records_in_spans` (the
+spans' messaging.batch.message_count summed) should equal `rows`.
 Prints one JSON line per run, then the medians and the cost against `off`.
 """
 
@@ -47,11 +50,13 @@ def insert_traced(bench: Bench, rows: int) -> list[str]:
     return trace_ids
 
 
-def stored_spans(bench: Bench, trace_ids: list[str]) -> int:
-    rows = bench.sql("SELECT count(*) FROM labstream.spans WHERE trace_id = ANY(%s)",
-                     (trace_ids,))
+def stored_spans(bench: Bench, trace_ids: list[str]) -> tuple[int, int]:
+    """(spans stored, records they account for): one span per transaction, whose
+    messaging.batch.message_count says how many records it sent."""
+    rows = bench.sql("SELECT count(*), coalesce(sum((attributes->>'messaging.batch.message_count')"
+                     "::bigint), 0) FROM labstream.spans WHERE trace_id = ANY(%s)", (trace_ids,))
     bench.sql("DELETE FROM labstream.spans WHERE trace_id = ANY(%s)", (trace_ids,))
-    return int(rows[0][0])
+    return int(rows[0][0]), int(rows[0][1])
 
 
 def delete_topics(bench: Bench) -> None:
@@ -94,11 +99,12 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
         first_commit = min(commit for _, commit in stamps)
         last_arrival = max(broker for broker, _ in stamps)
         seconds = (last_arrival - first_commit) / 1000
-        spans = stored_spans(bench, trace_ids)
+        spans, records_in_spans = stored_spans(bench, trace_ids)
         stored_spans(bench, warm_traces)
         return {"tracing": mode, "rows": rows, "rows_per_s": round(rows / seconds),
                 "seconds": round(seconds, 2), "connector_cpu_s": round(cpu, 2),
-                "connector_vmhwm_mb": round(peak_mb, 1), "spans_stored": spans}
+                "connector_vmhwm_mb": round(peak_mb, 1), "transactions": len(trace_ids),
+                "spans_stored": spans, "records_in_spans": records_in_spans}
     finally:
         bench.teardown()
         delete_topics(bench)
@@ -116,8 +122,12 @@ def main() -> None:
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}))
     results: dict[str, list[dict[str, object]]] = {mode: [] for mode in MODES}
-    for _ in range(args.runs):
-        for mode in MODES:
+    names = list(MODES)
+    for round_number in range(args.runs):
+        # rotate the order each round: the first run of a round follows the previous
+        # round's teardown (topic deletion, span cleanup) and would always pay for it
+        shift = round_number % len(names)
+        for mode in names[shift:] + names[:shift]:
             result = run_once(mode, args.rows)
             results[mode].append(result)
             print(json.dumps(result), flush=True)

@@ -38,6 +38,9 @@ def run() -> None:
 
     configure_tracing("labstream-cdc")
     connector = CdcConnector(CdcSettings())
+    from connectors.source import metrics  # /metrics, /healthz, /readyz (LABSTREAM_METRICS_PORT)
+
+    metrics.start(connector, connector.settings, connector.database_url)
 
     def stop(_signum: int, _frame: Any) -> None:
         connector.stop()

@@ -364,14 +364,46 @@ class _ProgressBar:
 
     def update(self, row: store.ReplayRow, stats: ScanStats) -> None:
         if self.task is not None:
-            self.progress.update(self.task, completed=row.done, produced=row.produced)
+            done = min(row.done, row.total) if row.total else row.done  # total: --limit
+            self.progress.update(self.task, completed=done, produced=row.produced)
+
+
+class _DryRunProgress:
+    """Dry-run progress on stderr: a bar on a terminal, a line every 5 s otherwise (output
+    to a file must not stay silent for minutes); the total is what will really be read."""
+
+    def __init__(self) -> None:
+        self.console = _console(err=True)
+        self.bar = Progress(TextColumn("dry run"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=self.console, transient=True)
+        self.task = self.bar.add_task("dry run", total=None)
+        self.next_line = 0.0
+
+    def __enter__(self) -> _DryRunProgress:
+        if self.console.is_terminal:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def update(self, done: int, total: int | None) -> None:
+        import time
+
+        if self.console.is_terminal:
+            self.bar.update(self.task, completed=done, total=total)
+        elif time.monotonic() >= self.next_line:
+            self.next_line = time.monotonic() + 5.0
+            of = f" of {total:,}" if total else ""
+            click.echo(f"dry run: {done:,}{of} records read", err=True)
 
 
 def _dry_run(selection: Selection, as_json: bool, reference_source: str) -> None:
     from replay import dryrun
 
-    with _session() as session:
-        report = dryrun.dry_run(session, selection, reference_source=reference_source)
+    with _session() as session, _DryRunProgress() as progress:
+        report = dryrun.dry_run(session, selection, reference_source=reference_source,
+                                on_progress=progress.update)
     if as_json:
         for outcome in report.outcomes:
             click.echo(json.dumps(outcome.to_json(), default=str))

@@ -21,7 +21,7 @@ Where `lab.decisions` holds what the chain decided *then* for the same record
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -172,19 +172,33 @@ def dry_run(
     *,
     reference_source: str = "topics",
     now: datetime | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> DryRunReport:
-    """Scan the selection and evaluate every record with today's chain."""
+    """Scan the selection and evaluate every record with today's chain.
+
+    `on_progress(done, total)` is called every `PROGRESS_EVERY` records read (and at the
+    end): `done` counts what will really be evaluated, `total` is the planned range, or
+    `--limit` when that is smaller (None while not known yet).
+    """
     from replay.runner import start_scan
 
     scan = start_scan(session, selection)
-    records = list(scan.records())
+    records = []
+    for record in scan.records():
+        records.append(record)
+        if on_progress is not None and len(records) % PROGRESS_EVERY == 0:
+            on_progress(*_progress(scan.stats, selection, len(records)))
+    if on_progress is not None:
+        on_progress(len(records), len(records))  # the scan ended: all that will be read
     with connect(session.database_url, application_name="labstream-replay") as conn:
         if reference_source == "db":
             reference: Any = DbReference(conn)
             rules: list[Any] = load_rules(conn)
         else:
             reference, rules = reference_from_topics(session)
-        outcomes = [evaluate(record, reference, rules, now=now) for record in records]
+        settings = route_settings()  # once: reading the settings cost 4 ms per record
+        outcomes = [evaluate(record, reference, rules, now=now, settings=settings)
+                    for record in records]
         fired = [d for o in outcomes for d in o.now if d.job_key]
         statuses = job_statuses(conn, sorted({d.job_key for d in fired if d.job_key}))
     for decision in fired:
@@ -193,17 +207,30 @@ def dry_run(
     return DryRunReport(outcomes, scan.stats)
 
 
+PROGRESS_EVERY = 500
+
+
+def _progress(stats: ScanStats, selection: Selection, matched: int) -> tuple[int, int | None]:
+    """(done, total) for a bar: with --limit or a filter, what is read is the matched
+    records, at most the limit; the planned range counts otherwise."""
+    if selection.limit is None and selection.compiled_filter is None and not selection.keys:
+        return stats.scanned, stats.planned or None
+    total = min(selection.limit, stats.planned) if selection.limit is not None else None
+    return matched, total
+
+
 def evaluate(
     record: ReplayRecord,
     reference: Any,
     rules: list[Any],
     *,
     now: datetime | None = None,
+    settings: Any = None,
 ) -> RecordOutcome:
-    """One record through enrich -> route -> decide (the worker's pure functions)."""
-    from streams.config import WorkerSettings
+    """One record through enrich -> route -> decide (the worker's pure functions);
+    `settings`: the worker's `RouteSettings` (`route_settings()`), read once per run."""
     from streams.enrich import enrich
-    from streams.route import RouteSettings, route_explained
+    from streams.route import route_explained
     from streams.trigger import decide
 
     if record.decode_error:
@@ -213,11 +240,7 @@ def evaluate(
     change = change_record(record)
     if change is None or not isinstance(record.value, Mapping) or "source" not in record.value:
         return RecordOutcome(record, "not_a_change", note="not a Debezium change event")
-    worker = WorkerSettings()
-    settings = RouteSettings(
-        fridge_max_celsius=worker.fridge_max_celsius, lot_expiry_days=worker.lot_expiry_days
-    )
-    routed = route_explained(enrich(change, reference), settings)
+    routed = route_explained(enrich(change, reference), settings or route_settings())
     if not routed.events:
         return RecordOutcome(record, "not_routed", note=routed.unroutable)
     moment = now or datetime.now(UTC)
@@ -226,6 +249,17 @@ def evaluate(
         for decision in decide(event, rules, now=moment):
             outcome.now.append(_view(decision))
     return outcome
+
+
+def route_settings() -> Any:
+    """The worker's routing thresholds, as `labstream worker` reads them."""
+    from streams.config import WorkerSettings
+    from streams.route import RouteSettings
+
+    worker = WorkerSettings()
+    return RouteSettings(
+        fridge_max_celsius=worker.fridge_max_celsius, lot_expiry_days=worker.lot_expiry_days
+    )
 
 
 def _view(decision: Any) -> DecisionView:

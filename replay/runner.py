@@ -154,7 +154,7 @@ def execute(
             plan=[item.to_json() for item in plans],
             target=options.target_topic,
             options=_options_json(options),
-            total=sum(item.size for item in plans),
+            total=planned_total(plans, selection),
             target_positions=_end_positions(session.consumer, targets),
         )
         row = store.create(conn, row)
@@ -278,6 +278,13 @@ def _wait_for_metadata(consumer: Any, topic: str, attempts: int = 20) -> None:
         if consumer.partitions_for_topic(topic):
             return
         time.sleep(0.25)
+
+
+def planned_total(plans: list[PartitionPlan], selection: Selection) -> int:
+    """What the re-drive will really read: the planned ranges, or --limit when smaller
+    (the progress bar's total; a bar against the whole partition never finished)."""
+    total = sum(item.size for item in plans)
+    return min(total, selection.limit) if selection.limit is not None else total
 
 
 def _options_json(options: RedriveOptions) -> dict[str, Any]:

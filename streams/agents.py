@@ -137,18 +137,21 @@ class RecordHandler:
                                         gave_up=self.gave_up)
         outcome = route_explained(enriched, self.route_settings,
                                   announced_lots=self.announced_lots)
-        out_headers = self._outgoing_headers(raw.headers)
         decisions: list[Decision] = []
         if outcome.unroutable is not None:
             decisions.append(_unroutable_decision(change, outcome.unroutable, self._clock()))
         for event in outcome.events:
             decisions.extend(await self._decide_and_submit(event))
-        # every output of this record in one go: one broker round trip, not one per topic
-        for event in outcome.events:
-            await self._publish_routed(deliveries, event, out_headers)
-        for item in decisions:
-            await self._send(deliveries, self.topics.decisions, codec.decision_key(item),
-                             codec.decision_value(item), out_headers)
+        # every output of this record in one go: one broker round trip, one PRODUCER span
+        topics = [self.topics.routed_topics[e.kind] for e in outcome.events]
+        with semconv.batch_send_span(self.tracer,
+                                     topics=topics + [self.topics.decisions] * len(decisions)):
+            out_headers = self._outgoing_headers(raw.headers)
+            for event in outcome.events:
+                await self._publish_routed(deliveries, event, out_headers)
+            for item in decisions:
+                await self._send(deliveries, self.topics.decisions, codec.decision_key(item),
+                                 codec.decision_value(item), out_headers)
         self.announced_lots.update(lots_announced(outcome.events))
 
     async def sweep_expiring_lots(self) -> int:

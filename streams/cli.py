@@ -64,6 +64,9 @@ def run_worker(settings: WorkerSettings) -> None:
         built = create_worker_app(settings, runner=runner)
     except LabstreamError:
         raise
+    from streams import metrics  # /metrics, /healthz, /readyz (LABSTREAM_METRICS_PORT)
+
+    metrics.start(built, settings)
     worker_process = Worker(built.app, built.resources, loglevel=settings.log_level,
                             quiet=True, redirect_stdouts=False,
                             logging_config=_logging_config(settings.log_level))

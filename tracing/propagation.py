@@ -37,12 +37,27 @@ TRACEPARENT = headers.TRACEPARENT
 TRACESTATE = headers.TRACESTATE
 ENV_TRACEPARENT = headers.ENV_TRACEPARENT
 ENV_TRACESTATE = headers.ENV_TRACESTATE
+ENV_HONEYCOMB_TRACE = headers.ENV_HONEYCOMB_TRACE  # the X-Honeycomb-Trace value, for beeline jobs
 
 KafkaHeaders = list[tuple[str, bytes]]
 HeadersInput = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
 
 # The DB and job hops always speak W3C, whatever the global propagator is.
 _W3C = TraceContextTextMapPropagator()
+
+# Outbound X-Honeycomb-Trace (LABSTREAM_TRACING_BEELINE_HEADERS), set by configure_tracing:
+# read per record, so a module flag and not a settings object.
+_beeline_outbound = False
+
+
+def set_beeline_outbound(enabled: bool) -> None:
+    global _beeline_outbound
+    _beeline_outbound = enabled
+
+
+def beeline_outbound() -> bool:
+    """Whether what labstream sends also carries `X-Honeycomb-Trace`."""
+    return _beeline_outbound
 
 
 def _decode(value: bytes | str | None) -> str | None:
@@ -107,6 +122,8 @@ def inject_headers(headers: HeadersInput, context: Context | None = None) -> Kaf
         ]
     fields: dict[str, str] = {}
     propagate.inject(fields, context=context)
+    if _beeline_outbound:
+        beeline.inject_beeline(fields, context)
     for key, value in fields.items():
         kafka_setter.set(result, key, value)
     return result
@@ -184,13 +201,16 @@ def context_from_db_messages(messages: Mapping[str, str | bytes]) -> Context:
 
 
 def job_environment(context: Context | None = None) -> dict[str, str]:
-    """`TRACEPARENT` (+ `TRACESTATE`) for a job's environment; {} without a span."""
+    """`TRACEPARENT` (+ `TRACESTATE`, + `HONEYCOMB_TRACE` with beeline headers on) for a
+    job's environment; {} without a span."""
     fields = _w3c_fields(context)
     env: dict[str, str] = {}
     if fields.get(TRACEPARENT):
         env[ENV_TRACEPARENT] = fields[TRACEPARENT]
         if fields.get(TRACESTATE):
             env[ENV_TRACESTATE] = fields[TRACESTATE]
+        if _beeline_outbound and (value := beeline.beeline_header(context)):
+            env[ENV_HONEYCOMB_TRACE] = value
     return env
 
 

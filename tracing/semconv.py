@@ -12,7 +12,7 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,15 +23,19 @@ from opentelemetry.trace import Link, Span, SpanKind, Tracer
 from tracing.propagation import HeadersInput, extract_headers
 
 # -- attribute names -------------------------------------------------------------------------
+# The current messaging conventions (semantic-conventions 1.27+, as the installed
+# opentelemetry-semantic-conventions names them; tests/unit/test_tracing_semconv.py checks
+# none of these is deprecated there). The older names they replace are in DEPRECATED_NAMES.
 MESSAGING_SYSTEM = "messaging.system"
 MESSAGING_OPERATION_TYPE = "messaging.operation.type"
+MESSAGING_OPERATION_NAME = "messaging.operation.name"
 MESSAGING_DESTINATION = "messaging.destination.name"
-MESSAGING_PARTITION = "messaging.kafka.destination.partition"
-MESSAGING_OFFSET = "messaging.kafka.message.offset"
+MESSAGING_PARTITION = "messaging.destination.partition.id"  # a string
+MESSAGING_OFFSET = "messaging.kafka.offset"
 MESSAGING_KEY = "messaging.kafka.message.key"
 MESSAGING_TOMBSTONE = "messaging.kafka.message.tombstone"
-MESSAGING_CONSUMER_GROUP = "messaging.kafka.consumer.group"
-MESSAGING_CONSUMER_GROUP_NAME = "messaging.consumer.group.name"  # newer semconv name
+MESSAGING_CONSUMER_GROUP = "messaging.consumer.group.name"
+MESSAGING_BATCH_COUNT = "messaging.batch.message_count"
 MESSAGING_CLIENT_ID = "messaging.client.id"
 
 LAB_TENANT_ID = "lab.tenant.id"
@@ -44,18 +48,31 @@ LAB_JOB_BACKEND = "lab.job.backend"
 LAB_JOB_EXIT_CODE = "lab.job.exit_code"
 LAB_REPLAY_ID = "lab.replay.id"
 BEELINE_TRACE_ID = "beeline.trace_id"
+LAB_OFFSET_LAST = "lab.kafka.offset.last"  # a batch span's last offset in one partition
+LAB_TOPICS = "lab.topics"
+LAB_TABLES = "lab.tables"
+
+# old name -> current name (spans stored before the rename still show in `labstream trace`)
+DEPRECATED_NAMES = {
+    "messaging.kafka.destination.partition": MESSAGING_PARTITION,
+    "messaging.kafka.message.offset": MESSAGING_OFFSET,
+    "messaging.kafka.consumer.group": MESSAGING_CONSUMER_GROUP,
+}
 
 # what `labstream trace` shows next to a span, in this order
 KEY_ATTRIBUTES = (
     MESSAGING_DESTINATION,
     MESSAGING_PARTITION,
     MESSAGING_OFFSET,
+    LAB_OFFSET_LAST,
+    MESSAGING_BATCH_COUNT,
     MESSAGING_KEY,
     LAB_EXPERIMENT_ID,
     LAB_RULE_ID,
     LAB_JOB_ID,
     LAB_JOB_EXIT_CODE,
     LAB_REPLAY_ID,
+    *DEPRECATED_NAMES,  # spans stored before the rename
 )
 
 
@@ -86,7 +103,7 @@ def set_send_attributes(
     span.set_attribute(MESSAGING_OPERATION_TYPE, "send")
     span.set_attribute(MESSAGING_DESTINATION, topic)
     if partition is not None:
-        span.set_attribute(MESSAGING_PARTITION, partition)
+        span.set_attribute(MESSAGING_PARTITION, str(partition))
     key_text = key_to_str(key)
     if key_text is not None:
         span.set_attribute(MESSAGING_KEY, key_text)
@@ -100,8 +117,36 @@ def set_delivery_attributes(span: Span, *, partition: int, offset: int) -> None:
     """Where the broker put the record (known only after the produce completes)."""
     if not span.is_recording():
         return
-    span.set_attribute(MESSAGING_PARTITION, partition)
+    span.set_attribute(MESSAGING_PARTITION, str(partition))
     span.set_attribute(MESSAGING_OFFSET, offset)
+
+
+def process_attributes(
+    *,
+    topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | str | None = None,
+    consumer_group: str | None = None,
+) -> dict[str, Any]:
+    """A CONSUMER span's messaging attributes, as one dict: given at span creation they
+    cost one validation pass instead of a locked `set_attribute` each (the worker makes
+    one such span per record)."""
+    attributes: dict[str, Any] = {
+        MESSAGING_SYSTEM: "kafka",
+        MESSAGING_OPERATION_TYPE: "process",
+        MESSAGING_DESTINATION: topic,
+    }
+    if partition is not None:
+        attributes[MESSAGING_PARTITION] = str(partition)
+    if offset is not None:
+        attributes[MESSAGING_OFFSET] = offset
+    key_text = key_to_str(key)
+    if key_text is not None:
+        attributes[MESSAGING_KEY] = key_text
+    if consumer_group:
+        attributes[MESSAGING_CONSUMER_GROUP] = consumer_group
+    return attributes
 
 
 def set_process_attributes(
@@ -115,19 +160,8 @@ def set_process_attributes(
 ) -> None:
     if not span.is_recording():
         return
-    span.set_attribute(MESSAGING_SYSTEM, "kafka")
-    span.set_attribute(MESSAGING_OPERATION_TYPE, "process")
-    span.set_attribute(MESSAGING_DESTINATION, topic)
-    if partition is not None:
-        span.set_attribute(MESSAGING_PARTITION, partition)
-    if offset is not None:
-        span.set_attribute(MESSAGING_OFFSET, offset)
-    key_text = key_to_str(key)
-    if key_text is not None:
-        span.set_attribute(MESSAGING_KEY, key_text)
-    if consumer_group:
-        span.set_attribute(MESSAGING_CONSUMER_GROUP, consumer_group)
-        span.set_attribute(MESSAGING_CONSUMER_GROUP_NAME, consumer_group)
+    span.set_attributes(process_attributes(topic=topic, partition=partition, offset=offset,
+                                           key=key, consumer_group=consumer_group))
 
 
 LAB_ATTRIBUTE_NAMES = {
@@ -193,6 +227,28 @@ def send_span(
         yield span
 
 
+@contextmanager
+def batch_send_span(tracer: Tracer, *, topics: Sequence[str]) -> Iterator[Span]:
+    """A current PRODUCER span for the records one unit of work writes (a worker's outputs
+    for one input record): `send <topic>`, or `send` with `lab.topics` when they go to
+    several topics; inject its context into the records' headers inside the block."""
+    if not topics:  # nothing written: no span
+        yield trace.get_current_span()
+        return
+    distinct = sorted(set(topics))
+    name = f"send {distinct[0]}" if len(distinct) == 1 else "send"
+    attributes: dict[str, Any] = {MESSAGING_SYSTEM: "kafka", MESSAGING_OPERATION_TYPE: "send",
+                                  MESSAGING_OPERATION_NAME: "send"}
+    if len(topics) > 1:
+        attributes[MESSAGING_BATCH_COUNT] = len(topics)
+    if len(distinct) == 1:
+        attributes[MESSAGING_DESTINATION] = distinct[0]
+    else:
+        attributes[LAB_TOPICS] = distinct
+    with tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes) as span:
+        yield span
+
+
 def creation_link(creation_context: Context) -> Link | None:
     span_context = trace.get_current_span(creation_context).get_span_context()
     return Link(span_context) if span_context.is_valid else None
@@ -224,14 +280,8 @@ def process_span(
         context=creation_context if continue_trace else Context(),
         kind=SpanKind.CONSUMER,
         links=[link] if link is not None else None,
-        attributes=dict(attributes or {}),
+        attributes={**process_attributes(topic=topic, partition=partition, offset=offset,
+                                         key=key, consumer_group=consumer_group),
+                    **(attributes or {})},
     ) as span:
-        set_process_attributes(
-            span,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=key,
-            consumer_group=consumer_group,
-        )
         yield span

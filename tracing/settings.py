@@ -70,6 +70,14 @@ class TracingSettings(BaseSettings):
         validation_alias=AliasChoices("LABSTREAM_TRACING_HONEYCOMB_DATASET", "HONEYCOMB_DATASET"),
         description="Dataset for classic keys only (default: the service name).",
     )
+    beeline_headers: bool = Field(
+        default=False,
+        description=(
+            "true: what labstream sends also carries X-Honeycomb-Trace (Kafka headers, API "
+            "responses; HONEYCOMB_TRACE in job environments), so a beeline service downstream "
+            "continues the trace instead of starting a new one."
+        ),
+    )
     database_url: str | None = Field(
         default=None,
         description="Lab DB for the span store (default: LABSTREAM_DATABASE_URL).",

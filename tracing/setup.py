@@ -13,22 +13,24 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
+    SpanExportResult,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from base import __version__
 from base.logs import kv
+from tracing import metrics
 from tracing.settings import TracingSettings
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,59 @@ EXPORTERS: dict[str, Callable[[str, TracingSettings], SpanExporter]] = {
 }
 
 
+# The SDK's default queue (2,048 spans) overflowed at full load in the old per-record design;
+# with batch spans it is ample, the margin covers a slow exporter for a few seconds.
+DEFAULT_MAX_QUEUE_SIZE = 8192
+
+
+class CountingExporter(SpanExporter):
+    """Counts what an exporter accepted and what it lost (`labstream_spans_*_total`)."""
+
+    def __init__(self, inner: SpanExporter, name: str) -> None:
+        self._inner = inner
+        self._exported = metrics.SPANS_EXPORTED.labels(name)
+        self._failed = metrics.SPANS_DROPPED.labels(name, "export_failed")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception as exc:  # an exporter bug must not kill the SDK's worker thread
+            kv(log, "warning", "span exporter raised", error=str(exc))
+            result = SpanExportResult.FAILURE
+        (self._exported if result is SpanExportResult.SUCCESS else self._failed).inc(len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's BatchSpanProcessor, plus a count of the spans its full queue drops.
+
+    The SDK only logs "Queue full" (and evicts the oldest span); we count each eviction
+    in `labstream_spans_dropped_total{reason="queue_full"}` so no span is lost silently.
+    """
+
+    def __init__(self, exporter: SpanExporter, name: str) -> None:
+        queue_size = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else DEFAULT_MAX_QUEUE_SIZE
+        super().__init__(CountingExporter(exporter, name), max_queue_size=queue_size)
+        inner = getattr(self, "_batch_processor", None)
+        # the SDK's internal queue (a bounded deque); tests/unit/test_tracing_setup.py fails
+        # if an SDK upgrade moves it, rather than the count silently staying at 0
+        self.queue = getattr(inner, "_queue", None)
+        self.max_queue_size: int = getattr(inner, "_max_queue_size", 0)
+        self._dropped = metrics.SPANS_DROPPED.labels(name, "queue_full")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if (self.queue is not None and span.context is not None and span.context.trace_flags.sampled
+                and len(self.queue) >= self.max_queue_size):
+            self._dropped.inc()
+        super().on_end(span)
+
+
 def build_tracer_provider(
     service_name: str, settings: TracingSettings | None = None
 ) -> TracerProvider:
@@ -102,7 +157,8 @@ def build_tracer_provider(
     names = settings.exporter_names()  # validate before building anything
     provider = TracerProvider(resource=build_resource(service_name))
     for name in names:
-        provider.add_span_processor(BatchSpanProcessor(EXPORTERS[name](service_name, settings)))
+        exporter = EXPORTERS[name](service_name, settings)
+        provider.add_span_processor(CountingBatchSpanProcessor(exporter, name))
     return provider
 
 
@@ -124,6 +180,9 @@ def configure_tracing(
     """
     global _provider
     settings = settings or TracingSettings()
+    from tracing.propagation import set_beeline_outbound
+
+    set_beeline_outbound(settings.beeline_headers)
     with _lock:
         if _provider is not None:
             if _provider.resource.attributes.get("service.name") != service_name:

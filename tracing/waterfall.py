@@ -21,7 +21,11 @@ MAX_BAR_WIDTH = 32
 MIN_BAR_WIDTH = 10
 SHORT_NAMES = {
     "messaging.destination.name": "topic",
-    "messaging.kafka.destination.partition": "partition",
+    "messaging.destination.partition.id": "partition",
+    "messaging.kafka.offset": "offset",
+    "lab.kafka.offset.last": "last offset",
+    "messaging.batch.message_count": "records",
+    "messaging.kafka.destination.partition": "partition",  # spans stored before the rename
     "messaging.kafka.message.offset": "offset",
     "messaging.kafka.message.key": "key",
     "lab.experiment.id": "experiment",
@@ -134,7 +138,29 @@ def _span_cell(row: WaterfallRow) -> Text:
         cell.append("\n" + detail_indent + attributes, style="dim")
     for label in row.link_labels:
         cell.append("\n" + detail_indent + label, style="magenta")
+    for line in delivery_lines(span):
+        cell.append("\n" + detail_indent + line, style="dim")
     return cell
+
+
+MAX_DELIVERY_LINES = 8
+
+
+def delivery_lines(span: StoredSpan) -> list[str]:
+    """A batch PRODUCER span's records per topic-partition (its `delivered` events), when
+    they went to more than one (one is already in the span's own attributes)."""
+    events = [e.get("attributes") or {} for e in span.events if e.get("name") == "delivered"]
+    if len(events) < 2:
+        return []
+    lines = [
+        f"→ {a.get('messaging.destination.name')}[{a.get('messaging.destination.partition.id')}]"
+        f" offsets {a.get('messaging.kafka.offset')}..{a.get('lab.kafka.offset.last')}"
+        f" ({a.get('messaging.batch.message_count')} records)"
+        for a in events[:MAX_DELIVERY_LINES]
+    ]
+    if len(events) > MAX_DELIVERY_LINES:
+        lines.append(f"→ ... {len(events) - MAX_DELIVERY_LINES} more partitions")
+    return lines
 
 
 def render_waterfall(

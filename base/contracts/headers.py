@@ -31,6 +31,7 @@ DEBEZIUM_NEWKEY = "__debezium.newkey"
 # a job's environment (docs/jobs.md)
 ENV_TRACEPARENT = "TRACEPARENT"
 ENV_TRACESTATE = "TRACESTATE"
+ENV_HONEYCOMB_TRACE = "HONEYCOMB_TRACE"  # the X-Honeycomb-Trace value, for beeline jobs
 
 HeaderPairs = Iterable[tuple[str, Any]]
 

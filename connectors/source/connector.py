@@ -37,7 +37,7 @@ from connectors.source.heartbeat import HEARTBEAT_PREFIX, HeartbeatTimer, heartb
 from connectors.source.offsets import ConnectorOffsets, OffsetStore
 from connectors.source.producer import ChangeProducer, DeliveryTracker
 from connectors.source.replication import ReplicationSession
-from connectors.source.snapshot import SnapshotReader
+from connectors.source.snapshot import SnapshotReader, track_progress
 from connectors.source.startup import plan_start
 from connectors.source.transactions import StandaloneMessage, TransactionAssembler, TxBatch
 
@@ -258,15 +258,15 @@ class CdcConnector:
         done_tables: list[str] = []
         current = None
         rows = 0
-        for row in reader.read_all(self.settings.table_filter):
+        for row in track_progress(reader.read_all(self.settings.table_filter),
+                                  self._store.record_progress):  # log + cdc status
             if self.stopping:
                 raise Stopped
             table = schemas.get(row.table.oid)
             if table is None:
                 table = schemas[row.table.oid] = self._on_relation(row.relation)
             if current is not None and current != row.table.qualified:
-                done_tables.append(current)
-                self._store.record_progress({"tables_done": done_tables, "rows": rows})
+                done_tables.append(current)  # (track_progress records the progress)
             current = row.table.qualified
             event = self._builder.snapshot_event(table, row.values, row.marker,
                                                  consistent_point, read_time)
@@ -369,6 +369,7 @@ class CdcConnector:
         for out in self._builder.batch_events(batch):
             emit(out, ticket)
         ticket.sealed = True
+        self._emitter.end_batch()  # the batch's trace span ends with its last ack
 
     def _on_relation(self, relation: Any) -> Any:
         table = self._builder.on_relation(relation)

@@ -1,8 +1,14 @@
-"""Serialise events, give traced ones a PRODUCER span and W3C headers, produce them.
+"""Serialise events, give traced transactions one PRODUCER span and W3C headers, produce them.
 
-Only records whose transaction carried a trace context get a span (`send
-<topic>`, child of that context, OTel messaging attributes); the span ends when
-Kafka acknowledges the record. Untraced records cost no tracing work at all.
+Only records whose transaction carried a trace context are traced, and they share
+ONE span per transaction batch (`send <topic>`, or `send` when the transaction
+wrote several topics; child of the transaction's context): every record of the
+batch carries that span's `traceparent`, so each consumer's CONSUMER span is a
+child of it. The per-record detail is kept as one span event per topic-partition
+(first/last offset, record count), and the span ends when Kafka has acknowledged
+the last record. Per record this costs a counter and a dict update in the delivery
+callback, not a span (bench/tracing_overhead.py; docs/BENCHMARKS.md). Untraced
+records cost no tracing work at all.
 """
 
 from __future__ import annotations
@@ -14,12 +20,11 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
-from connectors.envelope import ChangeEvent
 from connectors.serde import EventSerializer
 from connectors.source.events import OutEvent
 from connectors.source.producer import ChangeProducer, TxTicket
+from tracing.batch import TxSendSpan
 from tracing.propagation import inject_headers
-from tracing.semconv import set_delivery_attributes, set_lab_attributes, set_send_attributes
 
 
 class Emitter:
@@ -32,6 +37,10 @@ class Emitter:
         self.ensure_topic = ensure_topic
         self.tracer = tracer or trace.get_tracer("labstream.cdc")
         self.records = 0
+        self.bytes = 0  # key + value bytes (/metrics)
+        self._tx: TxSendSpan | None = None  # the open transaction span
+        self._tx_parent: Context | None = None
+        self._tx_ticket: TxTicket | None = None
 
     def emit(self, out: OutEvent, ticket: TxTicket) -> None:
         event = out.event
@@ -40,29 +49,56 @@ class Emitter:
         value = self.value_bytes(event)
         ticket.outstanding += 1
         self.records += 1
+        self.bytes += len(key or b"") + len(value or b"")
         if out.context is None:
             self.producer.produce(event.topic, key, value, None, ticket.delivered)
             return
-        self._emit_traced(event, key, value, out.context, ticket)
+        tx = self._tx
+        # a transaction's records share one Context object (events.py builds it once per
+        # batch); a new object or a new ticket is a new transaction (or a per-row context)
+        if tx is None or out.context is not self._tx_parent or ticket is not self._tx_ticket:
+            tx = self._start(out.context, ticket)
+        value_dict = event.value
+        tx.add(event.topic, _TableName.of(event.table),
+               value_dict.get("op") if value_dict is not None else None)
+        self.producer.produce(event.topic, key, value, tx.headers, tx.delivered)
 
-    def _emit_traced(self, event: ChangeEvent, key: bytes | None, value: bytes | None,
-                     parent: Context, ticket: TxTicket) -> None:
-        span = self.tracer.start_span(f"send {event.topic}", context=parent, kind=SpanKind.PRODUCER)
-        set_send_attributes(span, topic=event.topic, tombstone=value is None)
-        if event.table is not None and event.value is not None:
-            set_lab_attributes(span, table=f"{event.table.schema_name}.{event.table.table_name}",
-                               operation=event.value.get("op"))
+    def end_batch(self) -> None:
+        """The connector emitted every record of the current batch: the span may end once
+        Kafka has acknowledged them all."""
+        if self._tx is not None:
+            self._tx.seal()
+            self._tx = self._tx_parent = self._tx_ticket = None
+
+    def _start(self, parent: Context, ticket: TxTicket) -> TxSendSpan:
+        self.end_batch()
+        span = self.tracer.start_span("send", context=parent, kind=SpanKind.PRODUCER)
         # a disabled tracer gives an invalid span: then pass the origin's context on as is
         carrier = trace.set_span_in_context(span, parent) if span.get_span_context().is_valid \
             else parent
-        headers = inject_headers([], context=carrier)
+        tx = TxSendSpan(span, inject_headers([], context=carrier), ticket.delivered)
+        self._tx, self._tx_parent, self._tx_ticket = tx, parent, ticket
+        return tx
 
-        def delivered(err: Any, msg: Any) -> None:
-            if err is None and msg is not None:
-                set_delivery_attributes(span, partition=msg.partition(), offset=msg.offset())
-            elif err is not None:
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(err)))
-            span.end()
-            ticket.delivered(err, msg)
 
-        self.producer.produce(event.topic, key, value, headers, delivered)
+class _TableName:
+    """`schema.table` of a TableSchema, formatted only if the span is described (one
+    instance per TableSchema, so the span compares identities per record)."""
+
+    __slots__ = ("table",)
+    _cache: dict[int, tuple[Any, _TableName]] = {}
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __str__(self) -> str:
+        return f"{self.table.schema_name}.{self.table.table_name}"
+
+    @classmethod
+    def of(cls, table: Any) -> _TableName | None:
+        if table is None:
+            return None
+        cached = cls._cache.get(id(table))
+        if cached is None or cached[0] is not table:
+            cached = cls._cache[id(table)] = (table, cls(table))
+        return cached[1]

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from base.kafka import kafka_connection
 from base.logs import kv
 from connectors.source.exceptions import DeliveryFailed, SourceDisconnected
+from tracing.metrics import observe_commit_to_kafka
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class DeliveryTracker:
                 self.confirmed_lsn = ticket.end_lsn
                 if ticket.commit_time_us is not None:
                     self.confirmed_commit_time_us = ticket.commit_time_us
+                    observe_commit_to_kafka(ticket.commit_time_us)  # /metrics histogram
                 moved = True
         return moved
 

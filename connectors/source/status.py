@@ -116,7 +116,7 @@ def format_status(status: ConnectorStatus) -> str:
         + (f", pid {status.active_pid})" if status.active_pid else ")"),
         f"publication      {status.publication}"
         + ("" if status.publication_exists else " (MISSING)"),
-        f"snapshot         {status.snapshot_state}",
+        f"snapshot         {status.snapshot_state}{_progress(status.snapshot_progress)}",
         f"confirmed lsn    {status.confirmed_flush_lsn or '-'}",
         f"current wal lsn  {status.current_wal_lsn}",
         f"lag              {lag}, {seconds} since the last acknowledged commit",
@@ -124,3 +124,15 @@ def format_status(status: ConnectorStatus) -> str:
         f"{status.last_acked_commit_at or '-'}",
     ]
     return "\n".join(lines)
+
+
+def _progress(progress: dict[str, Any]) -> str:
+    """`, 120,000 rows (public.runs: 40,000)` while a snapshot runs (track_progress)."""
+    if not progress or "rows" not in progress:
+        return ""
+    text = f", {progress['rows']:,} rows"
+    current = progress.get("current_table")
+    table = (progress.get("tables") or {}).get(current) if current else None
+    if table and not table.get("done"):
+        text += f" ({current}: {table['rows']:,})"
+    return text

@@ -203,6 +203,9 @@ def create_app(
     from connectors.registry.server import create_registry_app
 
     routes.append(Mount("/registry", app=create_registry_app(database_url=url, read_only=True)))
+    from labstream.api.ops_routes import ops_routes
+
+    routes = [*ops_routes(), *routes]  # /metrics, /healthz, /readyz
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ caller can find its trace.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,8 +17,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from labstream.api.ops_routes import OPS_PATHS
 from tracing import beeline
-from tracing.propagation import extract_http_headers, inject_http_headers
+from tracing.metrics import HTTP_REQUESTS
+from tracing.propagation import beeline_outbound, extract_http_headers, inject_http_headers
 from tracing.semconv import BEELINE_TRACE_ID
 
 
@@ -29,7 +32,7 @@ class TracingMiddleware:
         self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in OPS_PATHS:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -46,8 +49,12 @@ class TracingMiddleware:
                 if kept:
                     span.set_attribute(BEELINE_TRACE_ID, kept)
 
+            status = [500]  # what the client got (500 when the app raised before answering)
+            began = time.perf_counter()
+
             async def send_with_trace(message: Message) -> None:
                 if message["type"] == "http.response.start":
+                    status[0] = int(message["status"])
                     _on_response_start(span, message)
                 await send(message)
 
@@ -58,6 +65,8 @@ class TracingMiddleware:
                 if template:
                     span.update_name(f"{method} {template}")
                     span.set_attribute("http.route", template)
+                HTTP_REQUESTS.labels(method, template or "other", str(status[0])).observe(
+                    time.perf_counter() - began)
 
 
 def _on_response_start(span: trace.Span, message: Message) -> None:
@@ -66,7 +75,7 @@ def _on_response_start(span: trace.Span, message: Message) -> None:
     if status >= 500:
         span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
     out: dict[str, str] = {}
-    inject_http_headers(out, trace.set_span_in_context(span), with_beeline=False)
+    inject_http_headers(out, trace.set_span_in_context(span), with_beeline=beeline_outbound())
     trace_id = span.get_span_context()
     extra = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in out.items()]
     if trace_id.is_valid:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ from streams.jobs.model import JobOutcome, JobRequest, JobStatus, SubmitResult
 from streams.jobs.registry import build_launcher
 from streams.jobs.settings import JobSettings
 from streams.jobs.workdir import job_workdir
+from tracing.metrics import JOB_WAIT, job_finished
 from tracing.propagation import context_from_environment, job_environment, trace_id_hex
 
 log = logging.getLogger(__name__)
@@ -224,7 +226,9 @@ class JobRunner:
                 trace_id = request.trace_id or trace_id_hex()
                 if trace_id and not request.trace_id:
                     await self._store(store.set_trace_id, claim.job_id, trace_id)
+                began = time.monotonic()
                 status, exit_code, error = await self._execute(claim, request, trace_id, span)
+                job_finished(request.tenant_id, request.backend, status.value, began)  # /metrics
                 end_span(span, status, exit_code, error)
                 await self._store(
                     store.finish,
@@ -262,7 +266,9 @@ class JobRunner:
     async def _execute(
         self, claim: store.Claim, request: JobRequest, trace_id: str | None, span: Span
     ) -> tuple[JobStatus, int | None, str | None]:
+        queued = time.monotonic()
         await self._wait_for_slot(claim.job_id, request)
+        JOB_WAIT.labels(request.tenant_id).observe(time.monotonic() - queued)  # /metrics
         span.add_event("started")
         async with job_workdir(request.tenant_id, claim.job_id, self._settings.workdir_root) as wd:
             try:

@@ -165,3 +165,33 @@ def test_dry_run_shows_what_would_fire_now(
         )
     finally:
         delete_topics(kafka_bootstrap, topic, decisions_topic)
+
+
+def test_dry_run_progress_counts_to_the_limit(database_url: str, unique_name: str) -> None:
+    """Progress on stderr while a long dry run reads (output to a file, not a terminal),
+    and its total is --limit, not the whole partition."""
+    from base.settings import service_settings
+    from replay import runner
+    from replay.dryrun import PROGRESS_EVERY, dry_run
+    from replay.selection import build_selection
+
+    bootstrap = service_settings().kafka_bootstrap_servers
+    specs = [RunSpec(f"run-{i}", "hplc", "completed", partition=0,
+                     timestamp_ms=BASE_MS + i) for i in range(3 * PROGRESS_EVERY)]
+    topic, _ = produce_runs(bootstrap, database_url, unique_name, specs, partitions=1)
+    try:
+        seen: list[tuple[int, int | None]] = []
+        with runner.Session() as session:
+            report = dry_run(session, build_selection(topics=[topic], limit=2 * PROGRESS_EVERY),
+                             reference_source="db", on_progress=lambda *p: seen.append(p))
+        assert len(report.outcomes) == 2 * PROGRESS_EVERY
+        assert seen == [(PROGRESS_EVERY, 2 * PROGRESS_EVERY),
+                        (2 * PROGRESS_EVERY, 2 * PROGRESS_EVERY),
+                        (2 * PROGRESS_EVERY, 2 * PROGRESS_EVERY)]
+        result = labstream("replay", "run", "--topic", topic, "--limit", "700",
+                           "--reference", "db")
+        assert result.returncode == 0, result.stderr
+        # the first progress line comes at record 500 (then at most one every 5 s)
+        assert "dry run: 500 of 700 records read" in result.stderr, result.stderr
+    finally:
+        delete_topics(bootstrap, topic)

@@ -190,3 +190,41 @@ def test_a_forged_traceparent_does_not_open_another_tenants_trace(
         ).fetchone()
     assert planted is not None and planted[0] >= 1, "the forged span should be stored"
     assert client.get(f"/traces/{trace_id}", headers={"X-Lab-Tenant": theirs}).status_code == 404
+
+
+def test_metrics_health_and_readiness_need_no_tenant_and_make_no_span(traced_client, tenants):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client, memory = traced_client
+    mine, _ = tenants
+    assert submit(client, mine).status_code == 201
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == {"ok": True}
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    requests = [s for s in families["labstream_http_request_duration_seconds"].samples
+                if s.name.endswith("_count") and s.labels["route"] == "/experiments"
+                and s.labels["method"] == "POST" and s.labels["status"] == "201"]
+    assert requests and requests[0].value >= 1
+    assert "labstream_spans_dropped" in families
+    names = {span.name for span in memory.get_finished_spans()}
+    assert not {n for n in names if "metrics" in n or "healthz" in n or "readyz" in n}, names
+
+
+def test_readiness_fails_when_the_database_does_not_answer(monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setattr("labstream.api.ops_routes.READY_TIMEOUT_S", 0.5)
+    app = create_app(database_url=f"postgresql://lab:lab@127.0.0.1:{closed}/lab",
+                     tracer_provider=TracerProvider())
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200  # alive: restart it not
+        ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"]["ok"] is False
+    assert ready.json()["checks"]["database"]["reason"]

@@ -226,3 +226,34 @@ def test_spans_of_other_traces_linking_in_are_listed(db_tracer, database_url):
     out = CliRunner().invoke(app, ["trace", trace_id], env=env).output
     assert "spans in other traces that link here" in out
     assert f"{linking['trace_id']}  labstream-replay  process lab.public.runs" in out
+
+
+def test_a_batch_with_an_already_stored_span_keeps_its_new_spans(database_url):
+    """Batches are COPYed; a duplicate makes COPY fail, and the fallback must still store
+    the batch's other spans (and a NUL in an attribute must not break the COPY)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root") as root:
+        for index in range(5):
+            with tracer.start_as_current_span(f"child {index}") as child:
+                child.set_attribute("lab.note", "tab\there, newline\n, nul\x00, \\backslash")
+    spans = memory.get_finished_spans()
+    exporter = DbSpanExporter(database_url)
+    exporter.export(spans[:2])
+    exporter.export(spans)  # two already stored, four new
+    exporter.shutdown()
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT name, attributes->>'lab.note' FROM labstream.spans WHERE trace_id = %s",
+            (trace_id,)).fetchall()
+    delete_traces(database_url, {trace_id})
+    assert sorted(name for name, _ in rows) == ["child 0", "child 1", "child 2", "child 3",
+                                                 "child 4", "root"]
+    assert {note for _, note in rows if note} == {
+        "tab\there, newline\n, nul\ufffd, \\backslash"}
+    assert exporter.exported_spans == 8 and exporter.dropped_spans == 0

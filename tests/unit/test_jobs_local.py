@@ -93,6 +93,8 @@ def test_environment_is_scrubbed_and_carries_trace_and_job_identity(monkeypatch)
         "LABSTREAM_RULE_ID",
         "LABSTREAM_TENANT_ID",
         "LABSTREAM_EXPERIMENT_ID",
+        "OTEL_SERVICE_NAME",  # the job's own spans: its name and resource attributes
+        "OTEL_RESOURCE_ATTRIBUTES",
         "LC_CTYPE",  # added by CPython itself on some locales (PEP 538), not by us
     }
 

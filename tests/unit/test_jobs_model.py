@@ -98,12 +98,58 @@ def test_job_environment_layers_rule_env_passthrough_and_identity():
         "LABSTREAM_JOB_ATTEMPT": "2",
         "LABSTREAM_RULE_ID": "r",
         "LABSTREAM_TENANT_ID": "t",
+        "OTEL_SERVICE_NAME": "labstream-job",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=labstream,lab.job.id=job-1,"
+        "lab.job.attempt=2,lab.rule.id=r,lab.tenant.id=t",
     }
     with_db = build_job_environment(
         request, job_id="j", attempt=1, trace_env={}, worker_environ={}, database_url="pg://x"
     )
     assert with_db["LABSTREAM_DATABASE_URL"] == "pg://x"
     assert "TRACEPARENT" not in with_db  # a rule cannot forge the trace context
+
+
+def test_job_spans_go_where_the_worker_s_go_with_keys_only_when_allowed():
+    request = make(env={"OTEL_RESOURCE_ATTRIBUTES": "lab.chain=c1,deployment.environment=rule"})
+    worker = {
+        "LABSTREAM_TRACING_EXPORTERS": "db,otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=secret",
+        "HONEYCOMB_API_KEY": "secret",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,cloud.region=eu-west-1",
+    }
+    env = build_job_environment(request, job_id="job-9", attempt=1, trace_env={},
+                                worker_environ=worker)
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
+    assert env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+    assert env["LABSTREAM_TRACING_EXPORTERS"] == "db,otlp"
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in env and "HONEYCOMB_API_KEY" not in env
+    resource = dict(item.split("=") for item in env["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+    assert resource["deployment.environment"] == "rule"  # the rule's wins over the worker's
+    assert resource["cloud.region"] == "eu-west-1" and resource["lab.chain"] == "c1"
+    assert resource["lab.job.id"] == "job-9" and resource["lab.tenant.id"] == "t"
+    keyed = build_job_environment(request, job_id="job-9", attempt=1, trace_env={},
+                                  worker_environ={**worker,
+                                                  "LABSTREAM_JOBS_PASS_TRACING_KEYS": "true"})
+    assert keyed["OTEL_EXPORTER_OTLP_HEADERS"] == "x-honeycomb-team=secret"
+    assert keyed["HONEYCOMB_API_KEY"] == "secret"
+
+
+def test_resource_attribute_values_are_percent_encoded():
+    import os
+    from unittest import mock
+
+    from opentelemetry.sdk.resources import OTELResourceDetector
+
+    env = build_job_environment(make(tenant_id="a,b=c"), job_id="j", attempt=1, trace_env={},
+                                worker_environ={})
+    with mock.patch.dict(os.environ, {"OTEL_RESOURCE_ATTRIBUTES":
+                                      env["OTEL_RESOURCE_ATTRIBUTES"]}):
+        detected = OTELResourceDetector().detect().attributes
+    assert detected["lab.tenant.id"] == "a,b=c" and detected["lab.job.id"] == "j"
 
 
 def test_request_trace_env():

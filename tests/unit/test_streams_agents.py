@@ -224,3 +224,30 @@ def test_sweep_announces_a_lot_that_entered_the_window_without_a_row_change(worl
     assert "traceparent" in dict(headers)
     [(_, _, decision, _)] = sink.on(topics.decisions)
     assert json.loads(decision)["reason"] == "no_rule_for_kind"
+
+
+def test_outputs_of_a_record_get_one_producer_span_child_of_its_process_span(world) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    handler, changes, sink, _, _, topics = world
+    record = changes.encode("runs", "u", dict(RUN, status="completed"),
+                            dict(RUN, status="running"), lsn=778)
+    asyncio.run(handler.handle(_raw(record, 6)))
+    memory.shutdown()  # stop recording: later tests' spans are not ours
+
+    [process] = [s for s in memory.get_finished_spans() if s.kind == SpanKind.CONSUMER]
+    [send] = [s for s in memory.get_finished_spans() if s.kind == SpanKind.PRODUCER]
+    assert send.parent.span_id == process.context.span_id
+    assert format(send.context.trace_id, "032x") == TRACE_ID
+    assert send.name == "send" and send.attributes["messaging.batch.message_count"] == 2
+    assert list(send.attributes["lab.topics"]) == sorted(
+        ["lab.routed.hplc.completed", topics.decisions])
+    for _, _, _, headers in sink.records:  # every output names the PRODUCER span as parent
+        assert dict(headers)["traceparent"].decode().split("-")[2] == \
+            format(send.context.span_id, "016x")

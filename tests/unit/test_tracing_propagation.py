@@ -270,3 +270,46 @@ def test_inject_keeps_other_headers_and_never_duplicates(headers) -> None:
 @given(st.lists(st.tuples(st.text(max_size=12), header_values), max_size=8))
 def test_extract_never_raises_on_arbitrary_headers(headers) -> None:
     propagation.extract_headers(headers)
+
+
+# -- outbound X-Honeycomb-Trace (LABSTREAM_TRACING_BEELINE_HEADERS) ---------------------------
+
+
+@pytest.fixture
+def beeline_out():
+    propagation.set_beeline_outbound(True)
+    yield
+    propagation.set_beeline_outbound(False)
+
+
+def test_beeline_header_is_off_by_default() -> None:
+    assert not propagation.beeline_outbound()
+    assert [name for name, _ in propagation.inject_headers([], remote_context())] == \
+        ["traceparent"]
+    assert "HONEYCOMB_TRACE" not in propagation.job_environment(remote_context())
+
+
+def test_kafka_headers_and_job_environment_carry_the_beeline_header(beeline_out) -> None:
+    import beeline.propagation.honeycomb as honeycomb
+
+    headers = dict(propagation.inject_headers([], remote_context()))
+    value = headers["X-Honeycomb-Trace"].decode()
+    # what the honeycomb-beeline package itself reads: same trace, our span as parent
+    trace_id, parent_id, _ = honeycomb.unmarshal_propagation_context(value)
+    assert (trace_id, parent_id) == (f"{TRACE_ID:032x}", f"{SPAN_ID:016x}")
+    env = propagation.job_environment(remote_context())
+    assert env["HONEYCOMB_TRACE"] == value and env["TRACEPARENT"] == TRACEPARENT
+    # and back in, a beeline-only consumer's header gives the same ids
+    assert ids(propagation.extract_headers([("X-Honeycomb-Trace", value)])) == (TRACE_ID, SPAN_ID)
+
+
+def test_configure_tracing_sets_the_switch_from_settings(monkeypatch) -> None:
+    from tracing.settings import TracingSettings
+    from tracing.setup import configure_tracing
+
+    monkeypatch.setenv("LABSTREAM_TRACING_ENABLED", "false")
+    configure_tracing("labstream-test", settings=TracingSettings(beeline_headers=True))
+    try:
+        assert propagation.beeline_outbound()
+    finally:
+        propagation.set_beeline_outbound(False)

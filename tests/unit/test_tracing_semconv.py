@@ -46,14 +46,16 @@ def test_send_then_process_is_one_trace_with_a_link(recorded) -> None:
     assert send_span.kind is SpanKind.PRODUCER
     assert send_span.attributes["messaging.system"] == "kafka"
     assert send_span.attributes["messaging.kafka.message.key"] == "exp-1"
-    assert send_span.attributes["messaging.kafka.message.offset"] == 41
+    assert send_span.attributes["messaging.kafka.offset"] == 41
     assert process_span.name == "process lab.public.experiments"
     assert process_span.kind is SpanKind.CONSUMER
     assert process_span.context.trace_id == send_span.context.trace_id
     assert process_span.parent.span_id == send_span.context.span_id
     assert [link.context.span_id for link in process_span.links] == [send_span.context.span_id]
-    assert process_span.attributes["messaging.kafka.consumer.group"] == "labstream-worker"
-    assert process_span.attributes["messaging.kafka.destination.partition"] == 2
+    assert process_span.attributes["messaging.consumer.group.name"] == "labstream-worker"
+    assert process_span.attributes["messaging.destination.partition.id"] == "2"
+    deprecated = set(semconv.DEPRECATED_NAMES)
+    assert not deprecated & {*send_span.attributes, *process_span.attributes}
 
 
 def test_a_replay_starts_a_new_trace_linked_to_the_original(recorded) -> None:
@@ -74,7 +76,7 @@ def test_process_without_trace_headers_starts_a_root_without_links(recorded) -> 
         pass
     (span,) = exporter.get_finished_spans()
     assert span.parent is None and list(span.links) == []
-    assert span.attributes["messaging.kafka.message.offset"] == 0
+    assert span.attributes["messaging.kafka.offset"] == 0
 
 
 def test_helpers_return_early_on_a_non_recording_span() -> None:
@@ -119,3 +121,29 @@ def test_span_to_row_keeps_everything_the_trace_view_needs(recorded) -> None:
     assert json.loads(row["attributes"]) == {"tags": ["a", "b"]}
     assert json.loads(row["events"])[0]["attributes"] == {"attempt": 2}
     assert row["end_time_unix_nano"] >= row["start_time_unix_nano"]
+
+
+def test_attribute_names_are_the_current_messaging_conventions() -> None:
+    """Every messaging name we set exists in the installed semantic-conventions package and
+    is not marked deprecated there; every name we call deprecated is marked so."""
+    import inspect
+
+    from opentelemetry.semconv._incubating.attributes import messaging_attributes as registry
+
+    source = inspect.getsource(registry)
+    by_value = {value: name for name, value in vars(registry).items() if isinstance(value, str)}
+
+    def doc(value: str) -> str:
+        name = by_value[value]
+        start = source.index(f"{name}: Final")
+        return source[start:source.index('"""', source.index('"""', start) + 3)]
+
+    current = [value for name, value in vars(semconv).items()
+               if name.startswith("MESSAGING_") and isinstance(value, str)
+               and value.startswith("messaging.") and value != "messaging.system"]
+    assert "messaging.kafka.offset" in current
+    for value in current:
+        assert value in by_value, value
+        assert "Deprecated" not in doc(value), value
+    for old, new in semconv.DEPRECATED_NAMES.items():
+        assert "Deprecated" in doc(old) and new in current

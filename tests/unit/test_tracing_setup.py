@@ -35,7 +35,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def exporters_of(provider) -> list:
     processors = provider._active_span_processor._span_processors
-    return [processor._batch_processor._exporter for processor in processors]
+    return [processor._batch_processor._exporter._inner for processor in processors]
 
 
 def test_nothing_configured_means_the_db_span_store_only() -> None:
@@ -138,3 +138,103 @@ def test_disabled_installs_nothing(monkeypatch: pytest.MonkeyPatch, name: str, v
     provider = configure_tracing("labstream-worker")
     assert trace.get_tracer_provider() is before
     assert provider._active_span_processor._span_processors == ()
+
+
+class _Blocked:
+    """An exporter that never returns until released: the queue fills up behind it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.exported = 0
+
+    def export(self, spans):
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.entered.set()
+        self.release.wait(30)
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _sample(name: str, reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "labstream_spans_dropped_total", {"exporter": name, "reason": reason})
+    return value or 0.0
+
+
+def test_a_full_queue_counts_every_dropped_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tracing.setup import CountingBatchSpanProcessor
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
+    exporter = _Blocked()
+    processor = CountingBatchSpanProcessor(exporter, "test-full")
+    assert processor.queue is not None and processor.max_queue_size == 4  # SDK internals found
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    before = _sample("test-full", "queue_full")
+    tracer = provider.get_tracer("t")
+    tracer.start_span("first").end()
+    assert exporter.entered.wait(10)  # the first span is in the (blocked) exporter's hands
+    for _ in range(19):
+        tracer.start_span("s").end()
+    dropped = _sample("test-full", "queue_full") - before
+    exporter.release.set()
+    provider.shutdown()
+    # the first span + the last 4 queued are exported; the 15 evicted ones are counted
+    assert (exporter.exported, dropped) == (5, 15)
+
+
+def test_a_failing_exporter_counts_its_spans_as_dropped() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+
+    from tracing.setup import CountingExporter
+
+    class Failing:
+        def export(self, spans):
+            return SpanExportResult.FAILURE
+
+        def shutdown(self):
+            pass
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(CountingExporter(Failing(), "test-fail")))
+    before = _sample("test-fail", "export_failed")
+    for _ in range(3):
+        provider.get_tracer("t").start_span("s").end()
+    assert _sample("test-fail", "export_failed") - before == 3
+
+
+def test_the_sampler_is_the_otel_policy_and_honours_the_sampled_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    monkeypatch.setenv("LABSTREAM_TRACING_EXPORTERS", "none")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    provider = build_tracer_provider("labstream-test")
+    tracer = provider.get_tracer("t")
+    assert not tracer.start_span("root").is_recording()  # ratio 0 for new traces
+    w3c = TraceContextTextMapPropagator()
+    for flags, recording in (("01", True), ("00", False)):
+        parent = w3c.extract({"traceparent": f"00-{'a' * 32}-{'b' * 16}-{flags}"})
+        span = tracer.start_span("child", context=parent)
+        assert span.is_recording() is recording
+        assert span.get_span_context().trace_id == int("a" * 32, 16)
+        assert isinstance(span, trace.Span)

@@ -140,3 +140,22 @@ def test_format_duration() -> None:
     assert format_duration(1_500) == "2µs"
     assert format_duration(2 * MS) == "2.0ms"
     assert format_duration(3_000 * MS) == "3.00s"
+
+
+def test_a_batch_send_span_shows_where_its_records_went() -> None:
+    delivered = [
+        {"name": "delivered", "attributes": {
+            "messaging.destination.name": topic, "messaging.destination.partition.id": "0",
+            "messaging.kafka.offset": first, "lab.kafka.offset.last": last,
+            "messaging.batch.message_count": last - first + 1}}
+        for topic, first, last in (("lab.public.a", 10, 19), ("lab.public.b", 3, 4))
+    ]
+    batch = span("9", None, "send", 0, 10, kind="PRODUCER",
+                 attributes={"messaging.batch.message_count": 12})
+    batch = StoredSpan(**{**batch.__dict__, "events": delivered})
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    render_waterfall([batch], console)
+    text = console.file.getvalue()
+    assert "records=12" in text
+    assert "→ lab.public.a[0] offsets 10..19 (10 records)" in text
+    assert "→ lab.public.b[0] offsets 3..4 (2 records)" in text

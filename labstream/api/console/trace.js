@@ -6,7 +6,8 @@ import { el, formatNs } from "./dom.js";
 
 const REFRESH_MS = 3000;
 const KEY_ATTRIBUTES = [
-  ["messaging.destination.name", "topic"], ["messaging.kafka.message.offset", "offset"],
+  ["messaging.destination.name", "topic"], ["messaging.kafka.offset", "offset"],
+  ["messaging.kafka.message.offset", "offset"], ["messaging.batch.message_count", "records"],
   ["lab.experiment.id", "experiment"], ["lab.rule.id", "rule"], ["lab.job.id", "job"],
   ["lab.job.exit_code", "exit code"], ["http.response.status_code", "HTTP"],
 ];
