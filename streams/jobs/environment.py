@@ -9,7 +9,8 @@ exactly, later entries winning:
    does (`TRACING_PASSTHROUGH`, copied only when set on the worker), and
    `LABSTREAM_DATABASE_URL` only when the runner is told to pass it;
 3. `TRACEPARENT`/`TRACESTATE` (the job's span, else the request's context),
-   `LABSTREAM_JOB_ID`, `LABSTREAM_JOB_KEY`, `LABSTREAM_JOB_ATTEMPT`,
+   `LABSTREAM_JOB_ID`, `LABSTREAM_JOB_KEY`, `LABSTREAM_JOB_ATTEMPT` (1, 2, ...: a new
+   number for every launch), `LABSTREAM_JOB_IDEMPOTENCY_KEY` (the same for every attempt),
    `LABSTREAM_RULE_ID`, `LABSTREAM_TENANT_ID` (+ `LABSTREAM_EXPERIMENT_ID`).
 
 The local backend adds PATH, LANG and HOME (= the job's temp dir) on top.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from streams.jobs.model import JobRequest
+from streams.jobs.model import JobRequest, idempotency_key_for
 
 # Not secrets: they choose whether and how the job traces, never with what key.
 TRACING_PASSTHROUGH = (
@@ -56,6 +57,7 @@ def build_job_environment(
             "LABSTREAM_JOB_ID": job_id,
             "LABSTREAM_JOB_KEY": request.job_key,
             "LABSTREAM_JOB_ATTEMPT": str(attempt),
+            "LABSTREAM_JOB_IDEMPOTENCY_KEY": idempotency_key_for(request.job_key),
             "LABSTREAM_RULE_ID": request.rule_id,
             "LABSTREAM_TENANT_ID": request.tenant_id,
         }
