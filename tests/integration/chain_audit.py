@@ -45,7 +45,7 @@ try:
 except FileExistsError:
     with open(os.path.join(marks, "DUPLICATES"), "a") as out:
         out.write(name + "\\n")
-time.sleep(random.uniform(0.05, 1.5))
+time.sleep(random.uniform(0.2, 3.0))
 """
 WORKER_ENV = {
     "LABSTREAM_JOBS_HEARTBEAT_S": "1",
@@ -66,6 +66,7 @@ class AuditResult:
     terminal: int = 0
     succeeded: int = 0
     attempts: int = 0
+    jobs_run_again: int = 0  # jobs with more than one attempt (taken over / handed back)
     duplicate_attempts: list[str] = field(default_factory=list)
     attempts_without_row: int = 0
     orphans: list[int] = field(default_factory=list)
@@ -165,7 +166,8 @@ class Audit:
         for what in plan:
             self.send_batch(sent, per_step)
             sent += per_step
-            time.sleep(self.random.uniform(0.5, 3.0))  # a random moment while it works
+            self.wait_until_working(jobs_at_least=len(self.job_rows()) + 1)
+            time.sleep(self.random.uniform(0.0, 1.0))  # a random moment while it works
             self.keep_a_worker()
             self.disrupt(what)
         self.send_batch(sent, self.events - sent)
@@ -173,6 +175,19 @@ class Audit:
         self.count()
         self.result.seconds = round(time.monotonic() - began, 1)
         return self.result
+
+    def wait_until_working(self, jobs_at_least: int, timeout_s: float = 90) -> None:
+        """Until the worker queued a job of the new batch: a disruption then hits real work
+        (a worker still starting up would make a SIGKILL harmless)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.keep_a_worker()
+            try:
+                if len(self.job_rows()) >= jobs_at_least:
+                    return
+            except psycopg.OperationalError:
+                pass
+            time.sleep(0.1)
 
     # -- the end ----------------------------------------------------------------------------
     def job_rows(self) -> list[tuple[str, str, str, int]]:
@@ -212,6 +227,7 @@ class Audit:
         result.jobs = len({r[0] for r in rows})
         result.terminal = sum(r[2] not in ("queued", "started") for r in rows)
         result.succeeded = sum(r[2] == "succeeded" for r in rows)
+        result.jobs_run_again = sum(r[3] > 1 for r in rows)
         attempts_by_id = {r[1]: r[3] for r in rows}
         duplicates = self.marks / "DUPLICATES"
         result.duplicate_attempts = duplicates.read_text().split() if duplicates.exists() else []
