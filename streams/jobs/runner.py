@@ -209,6 +209,9 @@ class JobRunner:
             except (psycopg.Error, PoolTimeout, ServiceUnavailable) as exc:
                 kv(log, "warning", "job queue unreachable; retrying", error=repr(exc))
                 next_tick = loop.time() + min(1.0, self._settings.heartbeat_s)
+            except Exception as exc:  # a bug must not stop the claiming for good
+                kv(log, "error", "job queue loop failed; retrying", error=repr(exc))
+                next_tick = loop.time() + self._settings.heartbeat_s
             timeout = max(0.0, next_tick - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

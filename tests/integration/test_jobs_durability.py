@@ -208,6 +208,7 @@ def test_a_flooding_tenant_does_not_delay_another(database_url, unique_name, db)
         "SELECT count(*) FROM public.jobs WHERE job_key LIKE %s AND status = 'queued'",
         (f"{unique_name}/flood/%",)).fetchone()
     assert outcome.status is JobStatus.SUCCEEDED
+    print(f"small tenant waited {wait_s * 1000:.0f} ms behind a 60-job flood")
     # 60 x 0.3 s on 3 slots is 6 s of flood; the small job waits for one slot only
     assert wait_s < 1.0, wait_s
     assert queued_flood is not None and queued_flood[0] > 30  # the flood was still queued
@@ -246,5 +247,6 @@ def test_an_idle_backlog_of_500_jobs_makes_few_transactions(database_url, unique
             return rate
 
     rate = asyncio.run(go())
+    print(f"idle backlog of 500: {rate:.2f} transactions/s")  # docs/BENCHMARKS.md, with -s
     # the old runner polled each queued job every 0.5 s: 500 jobs, ~800 transactions/s
     assert rate <= 10, rate
