@@ -3,10 +3,12 @@
 `RecordHandler.handle(raw)` runs the whole chain for one CDC record inside a
 CONSUMER span `process <topic>` (parent: the trace context in the record's
 headers): decode -> enrich (waiting for late reference rows) -> route -> publish
-routed events -> decide -> submit fired jobs -> publish every decision. Any
-failure of this record dead-letters it (original bytes + error headers) and the
-agent goes on. Faust only feeds records in (`streams.app`); replay and tests
-call `handle` directly with their own `Sink`.
+routed events and every decision -> once Kafka acknowledged them, queue the fired
+jobs (so no job ever runs without its decision record). Any failure of this
+record dead-letters it (original bytes + error headers) and the agent goes on;
+an output too large for Kafka is replaced by a reference in the dead-letter
+topic. Faust only feeds records in (`streams.app`); replay and tests call
+`handle` directly with their own `Sink`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,6 +28,7 @@ from streams import codec, deadletter
 from streams.codec import CdcDecoder, RoutedSerializer
 from streams.config import WorkerSettings
 from streams.enrich import GaveUp, enrich, enrich_waiting
+from streams.jobs.model import job_id_for
 from streams.records import ChangeRecord, Decision, Headers, RoutedEvent, SourceCoordinates
 from streams.reference import ReferenceStore
 from streams.route import RouteSettings, expiring_lots, lots_announced, route_explained
@@ -37,6 +40,8 @@ from tracing.propagation import inject_headers, job_environment
 log = logging.getLogger(__name__)
 REPLAY_HEADER_PREFIX = "labstream-replay"
 RERUN_SUCCEEDED_HEADER = headers.RERUN_SUCCEEDED  # written by replay/headers.py
+SUBMIT_RETRY_S = 0.2
+SUBMIT_RETRY_MAX_S = 5.0
 
 
 class Sink(Protocol):
@@ -120,7 +125,19 @@ class RecordHandler:
         return deliveries
 
     async def _send(self, deliveries: list[Awaitable[Any]], topic: str, key: bytes | None,
-                    value: bytes | None, headers: Headers) -> None:
+                    value: bytes | None, headers: Headers,
+                    source: SourceCoordinates | None = None) -> None:
+        size = deadletter.record_size(key, value, headers)
+        if size > self.settings.max_output_bytes:
+            # the broker would refuse it: a reference to it goes to the DLQ instead, and the
+            # record's other outputs still go out (never a crash, never a skipped record)
+            letter = deadletter.too_large(topic=topic, size=size,
+                                          limit=self.settings.max_output_bytes, key=key,
+                                          source=source)
+            kv(log, "warning", "output too large for Kafka; a reference goes to the DLQ",
+               topic=topic, bytes=size, limit=self.settings.max_output_bytes)
+            self.dead_lettered += 1
+            topic, key, value, headers = self.topics.dlq, letter.key, letter.value, letter.headers
         delivery = await self.sink.send(topic, key, value, headers)
         if delivery is not None:
             deliveries.append(delivery)
@@ -138,20 +155,24 @@ class RecordHandler:
         outcome = route_explained(enriched, self.route_settings,
                                   announced_lots=self.announced_lots)
         decisions: list[Decision] = []
+        requests: list[Any] = []
         if outcome.unroutable is not None:
             decisions.append(_unroutable_decision(change, outcome.unroutable, self._clock()))
         for event in outcome.events:
-            decisions.extend(await self._decide_and_submit(event))
+            made, wanted = self._decide(event)
+            decisions.extend(made)
+            requests.extend(wanted)
         # every output of this record in one go: one broker round trip, one PRODUCER span
         topics = [self.topics.routed_topics[e.kind] for e in outcome.events]
         with semconv.batch_send_span(self.tracer,
                                      topics=topics + [self.topics.decisions] * len(decisions)):
             out_headers = self._outgoing_headers(raw.headers)
             for event in outcome.events:
-                await self._publish_routed(deliveries, event, out_headers)
+                await self._publish_routed(deliveries, event, out_headers, raw.coordinates)
             for item in decisions:
                 await self._send(deliveries, self.topics.decisions, codec.decision_key(item),
-                                 codec.decision_value(item), out_headers)
+                                 codec.decision_value(item), out_headers, raw.coordinates)
+        await self._submit_after_ack(deliveries, requests)
         self.announced_lots.update(lots_announced(outcome.events))
 
     async def sweep_expiring_lots(self) -> int:
@@ -170,22 +191,29 @@ class RecordHandler:
         for event in events:
             with self.tracer.start_as_current_span("sweep expiring lots"):
                 headers = self._outgoing_headers(())
-                await self._publish_routed(deliveries, event, headers)
-                for decision in await self._decide_and_submit(event):
+                await self._publish_routed(deliveries, event, headers, None)
+                decisions, requests = self._decide(event)
+                for decision in decisions:
                     await self._send(deliveries, self.topics.decisions,
                                      codec.decision_key(decision),
-                                     codec.decision_value(decision), headers)
+                                     codec.decision_value(decision), headers, None)
+                await self._submit_after_ack(deliveries, requests)
         await asyncio.gather(*deliveries)
         self.announced_lots.update(lots_announced(events))
         return len(events)
 
     async def _publish_routed(self, deliveries: list[Awaitable[Any]], event: RoutedEvent,
-                              headers: Headers) -> None:
+                              headers: Headers, source: SourceCoordinates | None) -> None:
         value = self.routed_serializer.value(event)
         await self._send(deliveries, self.topics.routed_topics[event.kind],
-                         RoutedSerializer.key(event), value, headers)
+                         RoutedSerializer.key(event), value, headers, source)
 
-    async def _decide_and_submit(self, event: RoutedEvent) -> list[Decision]:
+    def _decide(self, event: RoutedEvent) -> tuple[list[Decision], list[Any]]:
+        """The decisions for `event` and the job requests of the fired ones.
+
+        Nothing is submitted here: a job is queued only once its decision is stored in
+        Kafka (`_submit_after_ack`), so no job runs without its decision record.
+        """
         rules = self.store.rules()
         decisions = decide(event, rules, now=self._clock())
         rules_by_id = {rule.id: rule for rule in rules if isinstance(rule, TriggerRule)}
@@ -194,34 +222,68 @@ class RecordHandler:
                 row = next(r for r in rules if not isinstance(r, TriggerRule)
                            and str(r.get("id")) == decision.rule_id)
                 rules_by_id[str(decision.rule_id)] = TriggerRule.from_row(row)
-        results = []
+        results, requests = [], []
         rerun = rerun_succeeded_requested(event.change.headers)
         for decision in decisions:
             if decision.outcome == "fired" and self.runner is not None:
-                decision = await self._submit(decision, rules_by_id[decision.rule_id or ""],
-                                              rerun_succeeded=rerun)
+                decision, request = self._request(decision, rules_by_id[decision.rule_id or ""],
+                                                  rerun_succeeded=rerun)
+                if request is not None:
+                    requests.append(request)
             kv(log, "info", "trigger decision", outcome=decision.outcome, reason=decision.reason,
                kind=decision.event_kind, rule_id=decision.rule_id, job_key=decision.job_key)
             results.append(decision)
-        return results
+        return results, requests
 
-    async def _submit(self, decision: Decision, rule: TriggerRule, *,
-                      rerun_succeeded: bool = False) -> Decision:
+    def _request(self, decision: Decision, rule: TriggerRule, *,
+                 rerun_succeeded: bool = False) -> tuple[Decision, Any | None]:
         env = job_environment()  # the process span: the job joins this trace
         try:
             request = job_request(decision, rule, traceparent=env.get("TRACEPARENT"),
                                   tracestate=env.get("TRACESTATE"))
-            if rerun_succeeded:
-                from dataclasses import replace
-
-                request = replace(request, rerun_succeeded=True)
-            assert self.runner is not None
-            result = await self.runner.submit(request)
-        except Exception as exc:
+        except Exception as exc:  # an invalid rule: the decision says so, no job
             return _with(decision, outcome="failed", reason="submit_failed",
-                         detail=f"rule {rule.id}: job not submitted: {type(exc).__name__}: {exc}")
-        return _with(decision, extra={"job_id": result.job_id, "job_created": result.created,
-                                      "job_status": str(result.status)})
+                         detail=f"rule {rule.id}: job not submitted: {type(exc).__name__}: "
+                                f"{exc}"), None
+        if rerun_succeeded:
+            request = _with(request, rerun_succeeded=True)
+        return _with(decision, extra={"job_id": job_id_for(request.job_key)}), request
+
+    async def _submit_after_ack(self, deliveries: list[Awaitable[Any]],
+                                requests: list[Any]) -> None:
+        """Queue the jobs once every output of this record (its decisions) is acknowledged.
+
+        A failed delivery: nothing is queued; the record is not acked either (the worker
+        stops, see streams.app) and is handled again after the restart. A failed submit
+        is retried until it is stored: the decision already names the job.
+        """
+        if not requests or self.runner is None:
+            return
+        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            kv(log, "error", "decision not stored in Kafka; its jobs are not queued",
+               error=deadletter.describe(failed))
+            return
+        delay = SUBMIT_RETRY_S
+        while True:
+            try:
+                await self._submit_all(requests)
+                return
+            except Exception as exc:
+                kv(log, "error", "jobs not queued; retrying (the record is not acked meanwhile)",
+                   jobs=len(requests), retry_in_s=delay, error=deadletter.describe(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SUBMIT_RETRY_MAX_S)
+
+    async def _submit_all(self, requests: list[Any]) -> None:
+        assert self.runner is not None
+        submit_many = getattr(self.runner, "submit_many", None)
+        if submit_many is not None:
+            await submit_many(requests)
+        else:
+            for request in requests:
+                await self.runner.submit(request)
 
     def _outgoing_headers(self, incoming: Headers) -> Headers:
         kept = [(name, raw) for name, raw in incoming if name.startswith(REPLAY_HEADER_PREFIX)]
@@ -233,8 +295,10 @@ class RecordHandler:
            offset=raw.offset, error=deadletter.describe(error))
         letter = deadletter.dead_letter(error, key=raw.key, value=raw.value, headers=raw.headers,
                                         coordinates=raw.coordinates)
-        # what this record produced before it failed is still delivered (at least once)
-        await self._send(deliveries, self.topics.dlq, letter.key, letter.value, letter.headers)
+        # what this record produced before it failed is still delivered (at least once);
+        # a letter too large for the broker becomes a reference to the record (in _send)
+        await self._send(deliveries, self.topics.dlq, letter.key, letter.value, letter.headers,
+                         raw.coordinates)
         self.dead_lettered += 1
 
 
@@ -245,10 +309,8 @@ def rerun_succeeded_requested(headers: Headers) -> bool:
                for name, raw in headers)
 
 
-def _with(decision: Decision, **changes: Any) -> Decision:
-    from dataclasses import replace
-
-    return replace(decision, **changes)
+def _with(item: Any, **changes: Any) -> Any:
+    return replace(item, **changes)
 
 
 def _unroutable_decision(change: ChangeRecord, detail: str, now: datetime) -> Decision:

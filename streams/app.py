@@ -80,11 +80,12 @@ class WorkerResources(Service):
     async def on_start(self) -> None:
         await self.follower.start()
         if self.runner is not None:
-            await self.runner.reconcile()
+            await self.runner.start()  # claims queued jobs, takes over a dead runner's
 
     async def on_stop(self) -> None:
         await self.follower.stop()
         if self.runner is not None:
+            # running jobs get LABSTREAM_JOBS_STOP_GRACE_S, then are killed and handed back
             await self.runner.aclose()
 
 

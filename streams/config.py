@@ -55,6 +55,10 @@ class WorkerSettings(BaseSettings):
     max_in_flight: int = Field(
         default=1000, ge=1, description="records handled but not yet acknowledged (their "
                                         "outputs still on their way to the broker), per agent")
+    max_output_bytes: int = Field(
+        default=900_000, ge=1024,
+        description="largest record (key + value + headers) the worker produces; a larger "
+                    "output goes to the DLQ as a reference (Kafka refuses > ~1 MB by default)")
     launch_jobs: bool = Field(default=True,
                               description="hand fired decisions to the job runner (false: "
                                           "decisions only)")

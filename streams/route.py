@@ -305,6 +305,8 @@ def _number(value: Any) -> Decimal:
 
 
 def _float(value: Any) -> float:
+    if type(value) is float or type(value) is int:  # the JSON numbers of a result: no Decimal
+        return float(value)
     return float(_number(value))
 
 

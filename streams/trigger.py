@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from streams.records import Decision, RoutedEvent, Row, plain
+from streams.records import Decision, RoutedEvent, Row, lookup_path, plain
 
 SHARED_TENANT = "shared"  # jobs of lab-wide events (inventory, fridges) have no tenant
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
@@ -101,7 +101,7 @@ def decide(
     """One decision per rule of `event.kind`, or one `no_rule_for_kind` decision."""
     decided_at_ms = int(now.timestamp() * 1000)
     base = _Base(event, decided_at_ms)
-    document: dict[str, Any] | None = None  # built once, only if a rule needs it
+    document: Mapping[str, Any] | None = None  # built once, part by part as rules need it
     decisions: list[Decision] = []
     for rule_or_row in rules:
         if isinstance(rule_or_row, TriggerRule):
@@ -117,7 +117,7 @@ def decide(
                 continue
         if rule.event_kind == event.kind:
             if document is None:
-                document = event.as_document()
+                document = event.lazy_document()
             decisions.append(_decide_one(base, rule, document))
     if not decisions:
         return [base.decision("skipped", "no_rule_for_kind",
@@ -180,8 +180,6 @@ def _condition_mismatch(condition: Mapping[str, Any], document: Mapping[str, Any
 
 
 def _lookup(document: Mapping[str, Any], path: str) -> Any:
-    from streams.records import lookup_path
-
     return lookup_path(document, path)
 
 
@@ -204,6 +202,10 @@ def fill_placeholders(template: str, document: Mapping[str, Any]) -> str:
             raise KeyError(path) from None
         if value is None:
             raise KeyError(path)
+        if type(value) is str:
+            return value
+        if type(value) is int:  # what json.dumps gives, without its machinery
+            return str(value)
         value = plain(value)
         return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 

@@ -24,6 +24,7 @@ DLQ_ERROR = "labstream-dlq-error"
 DLQ_TOPIC = "labstream-dlq-topic"
 DLQ_PARTITION = "labstream-dlq-partition"
 DLQ_OFFSET = "labstream-dlq-offset"
+DLQ_REFERENCE = "labstream-dlq-reference"  # an output too large for Kafka: topic, bytes
 # Debezium's headers on the records of a primary-key change
 DEBEZIUM_OLDKEY = "__debezium.oldkey"
 DEBEZIUM_NEWKEY = "__debezium.newkey"

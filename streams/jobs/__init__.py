@@ -7,12 +7,12 @@ hands it to a `JobRunner`::
     from streams.jobs import JobRequest, JobRunner
 
     runner = JobRunner(database_url)          # one per worker process
-    await runner.reconcile()                  # once at start: jobs of a dead worker -> failed
-    result = await runner.submit(request)     # returns at once; the job runs in the background
+    await runner.start()                      # claims queued jobs; takes over a dead runner's
+    result = await runner.submit(request)     # the row is queued: the DB owns the job now
     if not result.created:
         ...                                   # job_key already queued/running/succeeded
     outcome = await runner.wait(result.job_id)  # optional: JobOutcome when it is done
-    await runner.aclose()                     # at shutdown (cancel=True kills running jobs)
+    await runner.aclose()                     # SIGTERM: grace, then kill + hand back
 
 What the runner guarantees:
 
@@ -23,9 +23,14 @@ What the runner guarantees:
 - **Status lifecycle** in `public.jobs`: queued -> started -> succeeded | failed |
   timed_out, or queued -> started -> launch_failed; `created_at`, `started_at`,
   `finished_at`, `exit_code`, `error`, `backend_ref`.
-- **Per-tenant limit**: at most the rule's `max_concurrency` jobs of one
-  (tenant, rule) are started at once, across all workers (an advisory lock in the
-  lab DB). Every job gets its own process/container and its own temp dir.
+- **Durable**: the row is the job. Runners lease queued rows (owner, lease expiry,
+  heartbeat); a runner's jobs are taken over when its session ends or its lease
+  expires: the abandoned attempt is killed, the next one queued. Nothing is
+  marked failed because a worker died.
+- **Per-tenant limit and fairness**: at most the rule's `max_concurrency` jobs of
+  one (tenant, rule) hold live leases at once, across all workers; claims go round
+  robin over tenants, so one tenant's burst queues behind itself only.
+  Every job gets its own process/container and its own temp dir.
 - **Timeout**: after `timeout_s` the job (its whole process group / container /
   Kubernetes Job / ECS task) is killed; status timed_out.
 - **Launch retries**: `JobStartError` from a backend is retried with exponential

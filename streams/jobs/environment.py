@@ -13,7 +13,8 @@ exactly, later entries winning:
    job's identity (lab.job.id, lab.rule.id, ...), and `LABSTREAM_DATABASE_URL` only
    when the runner is told to pass it;
 3. `TRACEPARENT`/`TRACESTATE` (the job's span, else the request's context),
-   `LABSTREAM_JOB_ID`, `LABSTREAM_JOB_KEY`, `LABSTREAM_JOB_ATTEMPT`,
+   `LABSTREAM_JOB_ID`, `LABSTREAM_JOB_KEY`, `LABSTREAM_JOB_ATTEMPT` (1, 2, ...: a new
+   number for every launch), `LABSTREAM_JOB_IDEMPOTENCY_KEY` (the same for every attempt),
    `LABSTREAM_RULE_ID`, `LABSTREAM_TENANT_ID` (+ `LABSTREAM_EXPERIMENT_ID`).
 
 The local backend adds PATH, LANG and HOME (= the job's temp dir) on top.
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
-from streams.jobs.model import JobRequest
+from streams.jobs.model import JobRequest, idempotency_key_for
 
 # Not secrets: they choose whether, how and where the job's own spans go (the worker's
 # exporters, collector endpoint, sampler), never with what key.
@@ -93,6 +94,7 @@ def build_job_environment(
             "LABSTREAM_JOB_ID": job_id,
             "LABSTREAM_JOB_KEY": request.job_key,
             "LABSTREAM_JOB_ATTEMPT": str(attempt),
+            "LABSTREAM_JOB_IDEMPOTENCY_KEY": idempotency_key_for(request.job_key),
             "LABSTREAM_RULE_ID": request.rule_id,
             "LABSTREAM_TENANT_ID": request.tenant_id,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,3 +127,14 @@ class JobOutcome:
     log_lines: int
     started_at: datetime | None
     finished_at: datetime | None
+
+
+def job_id_for(job_key: str) -> str:
+    """Stable per job_key: the decision names the job before its row is written."""
+    return "job-" + hashlib.sha256(job_key.encode()).hexdigest()[:20]
+
+
+def idempotency_key_for(job_key: str) -> str:
+    """The same for every attempt of one job (LABSTREAM_JOB_IDEMPOTENCY_KEY): a job that
+    calls an outside service passes it along so a repeated attempt changes nothing twice."""
+    return hashlib.sha256(b"labstream-job\x1f" + job_key.encode()).hexdigest()[:32]

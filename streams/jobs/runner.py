@@ -1,13 +1,20 @@
-"""`JobRunner`: submit a `JobRequest`, and it is launched once, watched, and recorded.
+"""`JobRunner`: a durable job queue in the lab DB, and the runner that works it.
 
-`submit()` writes (or finds) the `jobs` row and returns at once; the job then
-runs in a background task of this runner: wait for a concurrency slot, launch
-with retries, stream log lines into `job_log_lines`, enforce the timeout, and
-write the final status. `wait()`/`run()` are for callers that want the outcome.
+`submit()` writes (or finds) the `jobs` row as `queued` and returns: the job is then
+owned by the database, not by this process. Every runner (one per worker) claims
+queued jobs with a lease (`store.claim`: FOR UPDATE SKIP LOCKED, round robin over
+tenants, within each (tenant, rule)'s max_concurrency), runs them, renews its leases
+by heartbeat and records the end of each attempt, retrying until it is stored.
+A runner whose session is gone (its owner lock is free) or whose lease expired loses
+its jobs to the next runner that looks (`store.take_over`): what is left of the
+abandoned attempt on this host is killed (its process group, found by pid + start
+time and by its environment), and the next attempt is queued. See docs/jobs.md.
 
-Database use per worker: one connection holding the jobs' liveness locks
-(`liveness.py`) and a small pool (`LABSTREAM_JOBS_DB_POOL_SIZE`) for the writes,
-however many jobs are queued or running.
+The runner sleeps until something can have changed: a submit or a finished job in
+this process, a NOTIFY `labstream_jobs` from another runner, or the heartbeat tick.
+
+Database use per runner: one connection holding the owner lock and LISTEN, and a
+small pool (`LABSTREAM_JOBS_DB_POOL_SIZE`) for the writes.
 """
 
 from __future__ import annotations
@@ -16,45 +23,54 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, TracerProvider
+from opentelemetry.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from base.db import mask_url, resolve_url
 from base.errors import ServiceUnavailable
 from base.logs import kv
-from streams.jobs import store
-from streams.jobs.attempt import LaunchFailed, end_span, span_attributes, start_with_retries, watch
-from streams.jobs.environment import build_job_environment, request_trace_env
-from streams.jobs.exceptions import JobsError
+from streams.jobs import processes, store
+from streams.jobs.exceptions import InvalidJobRequest, JobsError
+from streams.jobs.execute import AttemptContext, run_attempt
 from streams.jobs.launcher import JobLauncher
-from streams.jobs.liveness import LivenessLocks
-from streams.jobs.logsink import LogSink
 from streams.jobs.model import JobOutcome, JobRequest, JobStatus, SubmitResult
+from streams.jobs.owner import OwnerSession
 from streams.jobs.registry import build_launcher
 from streams.jobs.settings import JobSettings
-from streams.jobs.workdir import job_workdir
-from tracing.metrics import JOB_WAIT, job_finished
-from tracing.propagation import context_from_environment, job_environment, trace_id_hex
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DB_HINT = "start it with `labstream stack up` or fix LABSTREAM_DATABASE_URL"
 
 
+@dataclass
+class Leased:
+    """One attempt this runner holds a lease on."""
+
+    job_id: str
+    attempt: int
+    task: asyncio.Task[None] | None = None
+    launched: bool = False  # a process may exist: handing it back costs an attempt
+    lease_lost: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class JobRunner:
-    """Launches jobs once per job_key, within per-tenant limits, and records them.
+    """Claims queued jobs under a lease, runs them, and records how each attempt ended.
 
     `backends` maps a backend name to a ready `JobLauncher`; names not given are
     built from `JOB_BACKENDS` on first use. `job_database_url` (default: the
     runner's own URL) is given to jobs as LABSTREAM_DATABASE_URL, only on the
     backends listed in `LABSTREAM_JOBS_DATABASE_URL_BACKENDS` (default: local).
+    `work=False`: a runner that only submits (nothing is claimed or run here).
     """
 
     def __init__(
@@ -66,77 +82,79 @@ class JobRunner:
         job_database_url: str | None = None,
         worker_environ: Mapping[str, str] | None = None,
         tracer_provider: TracerProvider | None = None,
+        work: bool = True,
     ) -> None:
         self._database_url = resolve_url(database_url)
         self._settings = settings or JobSettings()
         self._launchers: dict[str, JobLauncher] = dict(backends or {})
         self._job_database_url = job_database_url or self._database_url
         self._worker_environ = worker_environ
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._slot_freed: asyncio.Event | None = None
+        self._work = work
+        self.owner = f"{processes.host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._leased: dict[str, Leased] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool[Any] | None = None
         self._pool_opening = asyncio.Lock()
-        self._liveness = LivenessLocks(
-            self._database_url, application_name=f"{self._settings.application_name}-liveness"
-        )
+        self._session = OwnerSession(self._database_url, self.owner, on_notify=self._wake.set,
+                                     application_name=f"{self._settings.application_name}-owner")
         # None: the global provider (configure_tracing), resolved when the first span starts
         self._tracer = trace.get_tracer("streams.jobs", tracer_provider=tracer_provider)
 
     # -- public API -------------------------------------------------------------------------
 
     async def __aenter__(self) -> JobRunner:
+        await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def reconcile(self) -> list[str]:
-        """Call once when a worker starts: jobs whose worker died become failed 'worker lost'.
+    async def start(self) -> None:
+        """Open the DB connections and start claiming (idempotent)."""
+        await self._open_pool()
+        if self._work and self._loop_task is None:
+            await self._session.start()
+            self._loop_task = asyncio.create_task(self._work_loop(), name=f"jobs {self.owner}")
 
-        Safe with other workers running: a job still held by a live worker is left alone.
+    async def reconcile(self) -> list[str]:
+        """Take over, now, every job whose runner is gone; returns their ids.
+
+        Their next attempt is queued (not failed): nothing accepted is dropped.
         """
-        lost = await self._store(store.reconcile)
-        if lost:
-            kv(log, "warning", "jobs of a lost worker marked failed", jobs=",".join(lost))
-        return lost
+        await self.start()
+        taken = await self._store(store.take_over, me=self.owner, reap=self._reap)
+        return [item.job_id for item in taken]
 
     async def submit(self, request: JobRequest) -> SubmitResult:
-        """Queue `request` unless its job_key is queued, running, or succeeded already.
+        """Queue `request` unless its job_key is queued, running, or succeeded already."""
+        (result,) = await self.submit_many([request])
+        return result
 
-        Returns once the row is written; the job runs in the background.
-        """
-        claim = await self._store(store.claim, request, self._hold)
-        if not claim.created:
-            kv(
-                log,
-                "info",
-                "job already known, not launched",
-                job_id=claim.job_id,
-                job_key=request.job_key,
-                status=claim.status.value,
-            )
-            return SubmitResult(claim.job_id, False, claim.status, claim.attempt)
-        task = asyncio.create_task(self._run_attempt(claim, request), name=claim.job_id)
-        self._tasks[claim.job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(claim.job_id, None))
-        kv(
-            log,
-            "info",
-            "job queued",
-            job_id=claim.job_id,
-            job_key=request.job_key,
-            attempt=claim.attempt,
-            backend=request.backend,
-        )
-        return SubmitResult(claim.job_id, True, JobStatus.QUEUED, claim.attempt)
+    async def submit_many(self, requests: Sequence[JobRequest]) -> list[SubmitResult]:
+        """Queue several requests in one transaction (one round trip per batch of records)."""
+        if self._stopping:
+            raise JobsError("the job runner is stopping; submit to another worker")
+        await self.start()
+        claims = await self._store(store.enqueue, requests, me=self.owner, reap=self._reap)
+        results = []
+        for request, claim in zip(requests, claims, strict=True):
+            kv(log, "info", "job queued" if claim.created else "job already known, not queued",
+               job_id=claim.job_id, job_key=request.job_key, attempt=claim.attempt,
+               status=claim.status.value)
+            results.append(SubmitResult(claim.job_id, claim.created, claim.status, claim.attempt))
+        if any(claim.created for claim in claims):
+            self._wake.set()
+        return results
 
     async def wait(self, job_id: str, timeout: float | None = None) -> JobOutcome:
-        """The outcome once the job is terminal (polls the DB for jobs of other workers)."""
+        """The outcome once the job is terminal (whichever runner ran it)."""
         async with asyncio.timeout(timeout):
-            task = self._tasks.get(job_id)
-            if task is not None:
-                await asyncio.shield(task)
             while True:
+                leased = self._leased.get(job_id)
+                if leased is not None and leased.task is not None:
+                    await asyncio.wait({leased.task})
                 outcome = await self._store(store.load_outcome, job_id)
                 if outcome is None:
                     raise JobsError(f"no job {job_id!r} in the jobs table")
@@ -149,17 +167,131 @@ class JobRunner:
         submitted = await self.submit(request)
         return await self.wait(submitted.job_id, timeout)
 
-    async def aclose(self, *, cancel: bool = False) -> None:
-        """Wait for this runner's jobs to end (`cancel=True`: kill them, status failed)."""
-        tasks = list(self._tasks.values())
-        if cancel:
-            for task in tasks:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def aclose(self, *, cancel: bool = False, grace_s: float | None = None) -> None:
+        """Stop claiming; give running jobs `grace_s` (default stop_grace_s; 0 with
+        `cancel=True`) to end, then kill them and hand them back as their next attempt.
+        Leased jobs not launched yet are handed back at once."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        grace = 0.0 if cancel else (self._settings.stop_grace_s if grace_s is None else grace_s)
+        tasks = {item.task for item in self._leased.values() if item.task is not None}
+        if tasks:
+            kv(log, "info", "waiting for running jobs before stopping", jobs=len(tasks),
+               grace_s=grace)
+            _, late = await asyncio.wait(tasks, timeout=grace) if grace > 0 else (set(), tasks)
+            for task in late:
+                task.cancel()  # the attempt kills its process and hands the job back
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._session.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-        await self._liveness.close()
+
+    @property
+    def running(self) -> int:
+        return len(self._leased)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _work_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = 0.0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                if loop.time() >= next_tick:
+                    await self._tick()
+                    next_tick = loop.time() + self._settings.heartbeat_s
+                await self._claim()
+            except (psycopg.Error, PoolTimeout, ServiceUnavailable) as exc:
+                kv(log, "warning", "job queue unreachable; retrying", error=repr(exc))
+                next_tick = loop.time() + min(1.0, self._settings.heartbeat_s)
+            except Exception as exc:  # a bug must not stop the claiming for good
+                kv(log, "error", "job queue loop failed; retrying", error=repr(exc))
+                next_tick = loop.time() + self._settings.heartbeat_s
+            timeout = max(0.0, next_tick - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _tick(self) -> None:
+        """Heartbeat our leases (killing attempts whose lease we lost), then take over."""
+        if self._leased:
+            held = await self._store(store.heartbeat, me=self.owner, job_ids=list(self._leased),
+                                     lease_s=self._settings.lease_s)
+            for job_id, item in list(self._leased.items()):
+                if job_id not in held and item.task is not None and not item.task.done():
+                    kv(log, "warning", "lease lost; stopping this attempt (another runner "
+                       "runs the next one)", job_id=job_id, attempt=item.attempt)
+                    item.lease_lost = True
+                    item.task.cancel()
+        # right after (re)connecting, the other runners may not have taken their owner locks
+        # back yet (a PostgreSQL restart frees them all): only expired leases count then
+        check_owners = self._session.up_for() >= 2 * self._settings.heartbeat_s
+        taken = await self._store(store.take_over, me=self.owner, reap=self._reap,
+                                  check_owners=check_owners)
+        if taken:
+            kv(log, "warning", "took over jobs of a runner that is gone; next attempts queued",
+               jobs=",".join(item.job_id for item in taken))
+
+    async def _claim(self) -> None:
+        capacity = self._settings.max_running - len(self._leased)
+        if capacity <= 0 or self._stopping:
+            return
+        rows = await self._store(store.claim, me=self.owner, capacity=capacity,
+                                 lease_s=self._settings.lease_s)
+        for row in rows:
+            item = Leased(row["id"], row["attempt"])
+            self._leased[item.job_id] = item
+            item.task = asyncio.create_task(self._run_leased(item, row), name=item.job_id)
+
+    def _reap(self, stranded: store.Stranded) -> None:
+        if stranded.process_host not in (None, processes.host_name()):
+            kv(log, "warning", "abandoned attempt ran on another host; it cannot be killed "
+               "from here", job_id=stranded.job_id, host=stranded.process_host)
+        killed = processes.kill_attempt(stranded.job_id, stranded.attempt,
+                                        pid=stranded.process_pid, start=stranded.process_start)
+        if killed:
+            kv(log, "warning", "killed the processes of an abandoned attempt",
+               job_id=stranded.job_id, attempt=stranded.attempt, pids=killed)
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    async def _run_leased(self, item: Leased, row: dict[str, Any]) -> None:
+        try:
+            try:
+                request = store.request_from_row(row)
+            except InvalidJobRequest as exc:
+                await self._write(store.finish, item.job_id, item.attempt,
+                                  JobStatus.LAUNCH_FAILED, me=self.owner, error=exc.message)
+                return
+            ctx = AttemptContext(
+                job_id=item.job_id, attempt=item.attempt, owner=self.owner, row=row,
+                settings=self._settings, tracer=self._tracer, store=self._store,
+                write=self._write, connection=self._connection, launcher=self._launcher,
+                worker_environ=os.environ if self._worker_environ is None
+                else self._worker_environ,
+                job_database_url=self._job_database_url, on_launch=lambda: _mark(item))
+            await run_attempt(ctx, request)
+        except asyncio.CancelledError:
+            if not item.lease_lost:
+                await asyncio.shield(self._hand_back(item))
+            raise
+        except Exception as exc:  # a bug: never leave the row leased to a live runner
+            kv(log, "error", "job runner failed", job_id=item.job_id, error=repr(exc))
+            await self._write(store.finish, item.job_id, item.attempt, JobStatus.FAILED,
+                              me=self.owner, error=f"runner error: {exc}")
+        finally:
+            self._leased.pop(item.job_id, None)
+            self._wake.set()
+
+    async def _hand_back(self, item: Leased) -> None:
+        stored = await self._write(store.hand_back, item.job_id, item.attempt, me=self.owner,
+                                   launched=item.launched, deadline_s=10.0)
+        kv(log, "info", "job handed back to the queue", job_id=item.job_id,
+           attempt=item.attempt, launched=item.launched, stored=stored)
 
     # -- database ---------------------------------------------------------------------------
 
@@ -174,6 +306,8 @@ class JobRunner:
                         "autocommit": True,
                         "application_name": self._settings.application_name,
                     },
+                    # a connection broken by a PostgreSQL restart is replaced, not reused
+                    check=AsyncConnectionPool.check_connection,
                     open=False,
                     name="labstream-jobs",
                 )
@@ -200,114 +334,28 @@ class JobRunner:
         async with self._connection() as conn:
             return await operation(conn, *args, **kwargs)
 
-    async def _hold(self, job_id: str) -> None:
-        try:
-            await self._liveness.hold(job_id)
-        except psycopg.OperationalError as exc:
-            raise ServiceUnavailable(
-                f"job runner cannot reach the lab database at {mask_url(self._database_url)}",
-                hint=DB_HINT,
-            ) from exc
+    async def _write(self, operation: Callable[..., Awaitable[T]], *args: Any,
+                     deadline_s: float | None = None, **kwargs: Any) -> T | None:
+        """A status write, retried with backoff until it is stored (or `deadline_s` passed).
 
-    # -- one attempt ------------------------------------------------------------------------
-
-    async def _run_attempt(self, claim: store.Claim, request: JobRequest) -> None:
-        parent = context_from_environment(request_trace_env(request))
-        kind = SpanKind.INTERNAL if request.backend == "local" else SpanKind.CLIENT
-        try:
-            with self._tracer.start_as_current_span(
-                f"job {request.rule_id}",
-                context=parent,
-                kind=kind,
-                attributes=span_attributes(request, claim.job_id, claim.attempt),
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                trace_id = request.trace_id or trace_id_hex()
-                if trace_id and not request.trace_id:
-                    await self._store(store.set_trace_id, claim.job_id, trace_id)
-                began = time.monotonic()
-                status, exit_code, error = await self._execute(claim, request, trace_id, span)
-                job_finished(request.tenant_id, request.backend, status.value, began)  # /metrics
-                end_span(span, status, exit_code, error)
-                await self._store(
-                    store.finish,
-                    claim.job_id,
-                    claim.attempt,
-                    status,
-                    exit_code=exit_code,
-                    error=error,
-                )
-                kv(
-                    log,
-                    "info",
-                    "job finished",
-                    job_id=claim.job_id,
-                    status=status.value,
-                    exit_code=exit_code,
-                    trace_id=trace_id,
-                )
-        except asyncio.CancelledError:
-            await asyncio.shield(self._finish_quietly(claim, "worker stopped"))
-            raise
-        except Exception as exc:  # a bug or a DB failure: never leave the row 'started'
-            kv(log, "error", "job runner failed", job_id=claim.job_id, error=repr(exc))
-            await self._finish_quietly(claim, f"runner error: {exc}")
-        finally:
-            await self._liveness.release(claim.job_id)
-            self._wake_slot_waiters()
-
-    async def _finish_quietly(self, claim: store.Claim, error: str) -> None:
-        with contextlib.suppress(Exception):
-            await self._store(
-                store.finish, claim.job_id, claim.attempt, JobStatus.FAILED, error=error
-            )
-
-    async def _execute(
-        self, claim: store.Claim, request: JobRequest, trace_id: str | None, span: Span
-    ) -> tuple[JobStatus, int | None, str | None]:
-        queued = time.monotonic()
-        await self._wait_for_slot(claim.job_id, request)
-        JOB_WAIT.labels(request.tenant_id).observe(time.monotonic() - queued)  # /metrics
-        span.add_event("started")
-        async with job_workdir(request.tenant_id, claim.job_id, self._settings.workdir_root) as wd:
+        A lost write would leave the row leased with nothing behind it: the job would
+        wait for a lease expiry and run again. None: not stored before the deadline.
+        """
+        loop = asyncio.get_running_loop()
+        end = None if deadline_s is None else loop.time() + deadline_s
+        delay = 0.1
+        while True:
             try:
-                running = await start_with_retries(
-                    self._launcher,
-                    request,
-                    job_id=claim.job_id,
-                    workdir=wd,
-                    env=self._environment(claim, request),
-                    settings=self._settings,
-                    span=span,
-                )
-            except LaunchFailed as failed:
-                return JobStatus.LAUNCH_FAILED, None, failed.error
-            await self._store(store.set_backend_ref, claim.job_id, running.backend_ref)
-            sink = LogSink(
-                self._connection,
-                job_id=claim.job_id,
-                trace_id=trace_id,
-                first_seq=await self._store(store.next_log_seq, claim.job_id),
-                batch_lines=self._settings.log_batch_lines,
-                flush_s=self._settings.log_flush_s,
-                max_chars=self._settings.log_line_max_chars,
-            )
-            return await watch(
-                running, sink, timeout_s=request.timeout_s, kill_grace_s=self._settings.kill_grace_s
-            )
-
-    def _environment(self, claim: store.Claim, request: JobRequest) -> dict[str, str]:
-        passes_url = self._settings.passes_database_url(request.backend)
-        return build_job_environment(
-            request,
-            job_id=claim.job_id,
-            attempt=claim.attempt,
-            # the job span's context (current here), else the request's own
-            trace_env=job_environment() or request_trace_env(request),
-            worker_environ=os.environ if self._worker_environ is None else self._worker_environ,
-            database_url=self._job_database_url if passes_url else None,
-        )
+                return await self._store(operation, *args, **kwargs)
+            except (psycopg.Error, PoolTimeout, ServiceUnavailable) as exc:
+                if end is not None and loop.time() + delay > end:
+                    kv(log, "error", "status write not stored", operation=operation.__name__,
+                       error=repr(exc))
+                    return None
+                kv(log, "warning", "status write failed; retrying",
+                   operation=operation.__name__, retry_in_s=delay, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.retry_max_s)
 
     def _launcher(self, backend: str) -> JobLauncher:
         launcher = self._launchers.get(backend)
@@ -316,25 +364,6 @@ class JobRunner:
             self._launchers[backend] = launcher
         return launcher
 
-    # -- concurrency slots ------------------------------------------------------------------
 
-    async def _wait_for_slot(self, job_id: str, request: JobRequest) -> None:
-        loop = asyncio.get_running_loop()
-        next_reconcile = loop.time() + self._settings.slot_reconcile_s
-        while not await self._store(store.try_take_slot, job_id, request):
-            if loop.time() >= next_reconcile:
-                # a dead worker's 'started' jobs hold slots until someone reconciles them
-                await self._store(
-                    store.reconcile, tenant_id=request.tenant_id, rule_id=request.rule_id
-                )
-                next_reconcile = loop.time() + self._settings.slot_reconcile_s
-            if self._slot_freed is None:
-                self._slot_freed = asyncio.Event()
-            # a local job ending wakes us at once; other workers' jobs are seen by polling
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), self._settings.slot_poll_s)
-
-    def _wake_slot_waiters(self) -> None:
-        if self._slot_freed is not None:
-            self._slot_freed.set()
-            self._slot_freed = asyncio.Event()
+def _mark(item: Leased) -> None:
+    item.launched = True

@@ -26,12 +26,26 @@ class JobSettings(BaseSettings):
         default=5.0, ge=0, description="SIGTERM to SIGKILL delay when a job is killed."
     )
     slot_poll_s: float = Field(
-        default=0.5, gt=0, description="How often a queued job re-checks for a free slot."
+        default=0.5, gt=0, description="How often `JobRunner.wait` re-reads a job's row."
     )
-    slot_reconcile_s: float = Field(
-        default=30.0,
-        gt=0,
-        description="A job waiting this long for a slot reconciles its (tenant, rule) first.",
+    lease_s: float = Field(
+        default=30.0, gt=0,
+        description="A leased job whose runner did not renew it for this long is taken over.",
+    )
+    heartbeat_s: float = Field(
+        default=5.0, gt=0,
+        description="How often a runner renews its leases and looks for jobs to take over.",
+    )
+    max_running: int = Field(
+        default=32, ge=1, description="Jobs one runner leases at a time (all tenants)."
+    )
+    stop_grace_s: float = Field(
+        default=30.0, ge=0,
+        description="On SIGTERM, how long running jobs may finish before they are killed "
+        "and handed back to the queue as their next attempt.",
+    )
+    retry_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between retries of a status write."
     )
     log_batch_lines: int = Field(default=200, ge=1, description="Log lines per INSERT batch.")
     log_flush_s: float = Field(

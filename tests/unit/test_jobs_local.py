@@ -90,6 +90,7 @@ def test_environment_is_scrubbed_and_carries_trace_and_job_identity(monkeypatch)
         "LABSTREAM_JOB_ID",
         "LABSTREAM_JOB_KEY",
         "LABSTREAM_JOB_ATTEMPT",
+        "LABSTREAM_JOB_IDEMPOTENCY_KEY",
         "LABSTREAM_RULE_ID",
         "LABSTREAM_TENANT_ID",
         "LABSTREAM_EXPERIMENT_ID",

@@ -9,7 +9,7 @@ import pytest
 
 from streams.jobs.environment import build_job_environment, request_trace_env
 from streams.jobs.exceptions import InvalidJobRequest, JobsConfigError
-from streams.jobs.model import JobRequest, JobStatus
+from streams.jobs.model import JobRequest, JobStatus, idempotency_key_for
 from streams.jobs.registry import JOB_BACKENDS, build_launcher
 from streams.jobs.settings import JobSettings
 
@@ -96,6 +96,7 @@ def test_job_environment_layers_rule_env_passthrough_and_identity():
         "LABSTREAM_JOB_ID": "job-1",
         "LABSTREAM_JOB_KEY": "k",
         "LABSTREAM_JOB_ATTEMPT": "2",
+        "LABSTREAM_JOB_IDEMPOTENCY_KEY": idempotency_key_for("k"),
         "LABSTREAM_RULE_ID": "r",
         "LABSTREAM_TENANT_ID": "t",
         "OTEL_SERVICE_NAME": "labstream-job",

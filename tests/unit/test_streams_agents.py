@@ -17,6 +17,7 @@ from streams.codec import CdcDecoder, RoutedSerializer
 from streams.config import WorkerSettings
 from streams.deadletter import ERROR_HEADER, OFFSET_HEADER, read_dead_letter
 from streams.fixtures import LabChanges, MemoryRegistry
+from streams.jobs.model import job_id_for
 from streams.reference import ReferenceStore
 from streams.topics import worker_topics
 
@@ -49,10 +50,13 @@ class Submitted:
 
 
 class FakeRunner:
-    def __init__(self) -> None:
+    def __init__(self, sink: ListSink) -> None:
         self.requests: list = []
+        self.sink = sink
+        self.decisions_seen: list[int] = []  # decisions already sent when a job was queued
 
     async def submit(self, request):
+        self.decisions_seen.append(len(self.sink.on("lab.decisions")))
         self.requests.append(request)
         return Submitted(f"job-{len(self.requests)}", True, "queued")
 
@@ -74,7 +78,8 @@ def world():
                                 "backend": "local", "image": None,
                                 "command": '["report", "{payload.run_id}"]', "env": "{}",
                                 "timeout_s": 30, "max_concurrency": 1})
-    sink, runner = ListSink(), FakeRunner()
+    sink = ListSink()
+    runner = FakeRunner(sink)
     handler = RecordHandler(settings=settings, topics=topics, store=store,
                             decoder=CdcDecoder(registry), routed_serializer=serializer,
                             sink=sink, runner=runner,
@@ -109,7 +114,8 @@ def test_completed_hplc_run_is_routed_decided_and_submitted_in_one_trace(world) 
 
     [(_, decision_key, decision_value, decision_headers)] = sink.on(topics.decisions)
     decision = json.loads(decision_value)
-    assert decision["outcome"] == "fired" and decision["job_id"] == "job-1"
+    assert decision["outcome"] == "fired"
+    assert decision["job_id"] == job_id_for(decision["job_key"])  # named before it is queued
     assert decision_key.decode() == decision["job_key"]
     assert dict(decision_headers)["traceparent"].decode().split("-")[1] == TRACE_ID
 
@@ -117,6 +123,7 @@ def test_completed_hplc_run_is_routed_decided_and_submitted_in_one_trace(world) 
     assert request.command == ("report", "run-1")
     assert request.trace_id == TRACE_ID  # the job's TRACEPARENT is in the same trace
     assert request.traceparent != INCOMING[0][1].decode()  # parent: the process span
+    assert runner.decisions_seen == [1]  # the decision was sent before the job was queued
 
 
 def test_poison_record_goes_to_dlq_and_next_record_is_processed(world) -> None:
@@ -166,20 +173,65 @@ def test_tombstones_are_ignored(world) -> None:
     assert sink.records == []
 
 
-def test_submit_failure_becomes_failed_decision(world) -> None:
+def test_a_failed_submit_is_retried_until_the_job_is_queued(world, monkeypatch) -> None:
     handler, changes, sink, runner, _, topics = world
+    monkeypatch.setattr("streams.agents.SUBMIT_RETRY_S", 0.01)
+    submit, failures = runner.submit, []
 
-    async def broken(request):
-        raise RuntimeError("database down")
+    async def flaky(request):
+        if len(failures) < 2:
+            failures.append(request)
+            raise RuntimeError("database down")
+        return await submit(request)
 
-    runner.submit = broken
+    runner.submit = flaky
+    record = changes.encode("runs", "u", dict(RUN, status="completed"),
+                            dict(RUN, status="running"))
+    asyncio.run(handler.handle(_raw(record, 4)))
+    [(_, _, value, _)] = sink.on(topics.decisions)
+    assert json.loads(value)["outcome"] == "fired"
+    assert len(failures) == 2 and len(runner.requests) == 1  # queued once, not dropped
+
+
+def test_an_invalid_rule_gives_a_failed_decision_and_no_job(world) -> None:
+    handler, changes, sink, runner, _, topics = world
+    handler.store.put("trigger_rules", {"id": "report", "tenant_id": None, "enabled": True,
+                                        "event_kind": "hplc.completed", "condition": "{}",
+                                        "backend": "docker", "image": None,
+                                        "command": '["report"]', "env": "{}",
+                                        "timeout_s": 30, "max_concurrency": 1})
     record = changes.encode("runs", "u", dict(RUN, status="completed"),
                             dict(RUN, status="running"))
     asyncio.run(handler.handle(_raw(record, 4)))
     [(_, _, value, _)] = sink.on(topics.decisions)
     decision = json.loads(value)
     assert (decision["outcome"], decision["reason"]) == ("failed", "submit_failed")
-    assert "database down" in decision["detail"]
+    assert "needs an image" in decision["detail"]
+    assert runner.requests == []
+
+
+def test_an_output_too_large_for_kafka_goes_to_the_dlq_as_a_reference(world) -> None:
+    handler, changes, sink, runner, _, topics = world
+    handler.settings = handler.settings.model_copy(update={"max_output_bytes": 2048})
+    big = dict(RUN, status="completed", result=json.dumps(
+        {"peaks": [{"rt_min": i, "area": 10, "height": 2} for i in range(400)]}))
+    record = changes.encode("runs", "u", big, dict(RUN, status="running"))
+    following = changes.encode("runs", "u", dict(RUN, id="run-2", status="failed"),
+                               dict(RUN, id="run-2", status="running"))
+    asyncio.run(handler.handle(_raw(record, 21)))
+    asyncio.run(handler.handle(_raw(following, 22)))  # the agent goes on
+    assert sink.on("lab.routed.hplc.completed") == []
+    [(_, _, value, headers)] = sink.on(topics.dlq)
+    assert value is None
+    error, coordinates = read_dead_letter(headers)
+    assert "lab.routed.hplc.completed" in error and "over the limit of 2048" in error
+    assert (coordinates.topic, coordinates.offset) == ("lab.public.runs", 21)
+    assert dict(headers)["labstream-dlq-reference"].startswith(b"lab.routed.hplc.completed ")
+    # its decision (small) still went out, and its job was queued after it
+    outcomes = [json.loads(v)["outcome"] for _, _, v, _ in sink.on(topics.decisions)]
+    assert outcomes[:1] == ["fired"]
+    assert len(runner.requests) == 1
+    assert handler.processed == 2
 
 
 def test_processing_failure_after_decode_is_dead_lettered_too(world) -> None:
