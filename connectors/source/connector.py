@@ -13,28 +13,30 @@ import contextlib
 import gc
 import logging
 import secrets
+import socket
 import threading
 import time
 from dataclasses import replace
 from typing import Any
 
 import psycopg
-import psycopg2
-from confluent_kafka import KafkaException
 
 from base.db import connect
-from base.errors import RetryableError, ServiceUnavailable
+from base.errors import LabstreamError, RetryableError, ServiceUnavailable
 from base.logs import kv
 from base.settings import service_settings
 from connectors.envelope import now_us
 from connectors.pgoutput import Begin, Message, decode_message, lsn_to_str
 from connectors.serde import EventSerializer
 from connectors.source import catalog
+from connectors.source.classify import classify
 from connectors.source.config import CdcSettings
 from connectors.source.emitter import Emitter
 from connectors.source.events import EventBuilder, OutEvent
+from connectors.source.exceptions import ConnectorGaveUp, SourceDisconnected
 from connectors.source.heartbeat import HEARTBEAT_PREFIX, HeartbeatTimer, heartbeat_event
 from connectors.source.offsets import ConnectorOffsets, OffsetStore
+from connectors.source.oversized import OversizedPolicy
 from connectors.source.producer import ChangeProducer, DeliveryTracker
 from connectors.source.replication import ReplicationSession
 from connectors.source.snapshot import SnapshotReader
@@ -44,8 +46,6 @@ from connectors.source.transactions import StandaloneMessage, TransactionAssembl
 log = logging.getLogger(__name__)
 
 HANDOVER_PREFIX = "labstream-handover"
-RETRYABLE = (RetryableError, ServiceUnavailable, psycopg.OperationalError,
-             psycopg2.OperationalError, psycopg2.InterfaceError, KafkaException)
 
 
 class Stopped(Exception):
@@ -86,7 +86,10 @@ class CdcConnector:
         return self._stop.is_set()
 
     def run(self) -> None:
+        """Sessions until stop(): transient errors back off and retry without limit, a
+        permanent one (classify.py) ends the run after `permanent_error_attempts`."""
         delay = 0.5
+        permanent = 0
         while not self.stopping:
             started = time.monotonic()
             try:
@@ -94,12 +97,25 @@ class CdcConnector:
                 return
             except Stopped:
                 return
-            except RETRYABLE as exc:
+            except Exception as exc:
+                verdict = classify(exc)
+                if verdict is None:
+                    raise  # a bug, not a condition: let it show
+                if not verdict.transient:
+                    if _is_own_permanent(exc):
+                        raise  # config/slot errors carry their own exit code and fix
+                    permanent += 1
+                    if permanent >= self.settings.permanent_error_attempts:
+                        kv(log, "error", "giving up", cause=verdict.cause, fix=verdict.fix,
+                           attempts=permanent)
+                        raise ConnectorGaveUp(verdict.line()) from None
+                else:
+                    permanent = 0
                 if time.monotonic() - started > 30:
                     delay = 0.5
-                kv(log, "warning", "connection lost, reconnecting", phase=self.phase,
-                   error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                   retry_in_s=round(delay, 1))
+                kv(log, "warning", "connection lost, reconnecting" if verdict.transient
+                   else "permanent error, retrying a bounded number of times", phase=self.phase,
+                   error=verdict.line(), retry_in_s=round(delay, 1))
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.reconnect_backoff_max_s)
             finally:
@@ -113,7 +129,10 @@ class CdcConnector:
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 self._producer.flush(5)
+            self._producer.close()
             self._producer = None
+        # _stream froze the heap (gc.freeze); let this session's cycles be collected
+        gc.unfreeze()
         if self._meta is not None:
             with contextlib.suppress(Exception):
                 self._meta.close()
@@ -136,6 +155,7 @@ class CdcConnector:
         catalog.preflight(meta)
         tables = catalog.publish_captured_tables(meta, s)
         catalog.warn_about_tables(meta, tables)
+        check_bootstrap_resolves(self.bootstrap)
         self._producer = ChangeProducer(self.bootstrap, s, on_backpressure=self._keep_alive)
         initial_topics = [s.heartbeat_topic] + [s.topic_for(t.schema, t.name) for t in tables]
         if s.provide_transaction_metadata:
@@ -143,7 +163,10 @@ class CdcConnector:
         self._producer.ensure_topics(initial_topics)
         self._topics = set(initial_topics)
         self._builder = EventBuilder(s, meta.info.dbname, self._details_for)
-        self._emitter = Emitter(self._producer, self._make_serializer(), self._ensure_topic)
+        serializer = self._make_serializer()
+        self._emitter = Emitter(
+            self._producer, serializer, self._ensure_topic,
+            oversized=OversizedPolicy(s.oversized_record_mode, meta, serializer.value_bytes))
         self._store = store = OffsetStore(meta, s.connector_name)
         offsets = self._drop_leftover_slots(store.load())
         names = {s.slot_name} | ({offsets.slot_name} if offsets else set())
@@ -420,6 +443,26 @@ class CdcConnector:
         if self.settings.serializer == "avro":
             registry = registry_from_settings(database_url=self.database_url)
         return serializer_from_settings(self.settings.serializer, registry=registry)
+
+
+def _is_own_permanent(exc: BaseException) -> bool:
+    """Our own non-retryable errors (SlotLost, a config error) stop at once, as they are."""
+    return isinstance(exc, LabstreamError) and not isinstance(
+        exc, (RetryableError, ServiceUnavailable))
+
+
+def check_bootstrap_resolves(bootstrap: str) -> None:
+    """An unknown Kafka host is a permanent error; librdkafka would only retry it forever
+    (and print a FAIL line per attempt)."""
+    for server in bootstrap.split(","):
+        host = server.strip().rsplit(":", 1)[0].strip("[]")
+        if not host:
+            continue
+        try:
+            socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise SourceDisconnected(f"Kafka bootstrap host {host!r} does not resolve: {exc}",
+                                     kafka_error_name="_RESOLVE") from exc
 
 
 def _reached(decoded: Any, stop_at: int) -> bool:

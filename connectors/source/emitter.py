@@ -17,33 +17,50 @@ from opentelemetry.trace import SpanKind
 from connectors.envelope import ChangeEvent
 from connectors.serde import EventSerializer
 from connectors.source.events import OutEvent
+from connectors.source.oversized import RECORD_OVERHEAD_BYTES, OversizedPolicy
 from connectors.source.producer import ChangeProducer, TxTicket
 from tracing.propagation import inject_headers
 from tracing.semconv import set_delivery_attributes, set_lab_attributes, set_send_attributes
+
+_NO_LIMIT = 1 << 62
 
 
 class Emitter:
     def __init__(self, producer: ChangeProducer, serialize: EventSerializer,
                  ensure_topic: Callable[[str], None],
-                 tracer: trace.Tracer | None = None) -> None:
+                 tracer: trace.Tracer | None = None, *,
+                 oversized: OversizedPolicy | None = None) -> None:
         self.producer = producer
         self.key_bytes = serialize.key_bytes
         self.value_bytes = serialize.value_bytes
         self.ensure_topic = ensure_topic
         self.tracer = tracer or trace.get_tracer("labstream.cdc")
         self.records = 0
+        self.oversized = oversized
+        # topic -> largest record it takes (filled by ensure_topics); unknown: no check
+        self.limits: dict[str, int] = getattr(producer, "record_limits", {})
 
     def emit(self, out: OutEvent, ticket: TxTicket) -> None:
         event = out.event
         self.ensure_topic(event.topic)
         key = self.key_bytes(event)
         value = self.value_bytes(event)
+        if value is not None and len(value) + RECORD_OVERHEAD_BYTES > self.limits.get(
+                event.topic, _NO_LIMIT):
+            event, value = self._fit(event, key, value)
         ticket.outstanding += 1
         self.records += 1
         if out.context is None:
             self.producer.produce(event.topic, key, value, None, ticket.delivered)
             return
         self._emit_traced(event, key, value, out.context, ticket)
+
+    def _fit(self, event: ChangeEvent, key: bytes | None,
+             value: bytes) -> tuple[ChangeEvent, bytes]:
+        limit = self.limits[event.topic]
+        if self.oversized is None:  # no policy wired (benchmarks): let Kafka refuse it
+            return event, value
+        return self.oversized.fit(event, key, value, limit)
 
     def _emit_traced(self, event: ChangeEvent, key: bytes | None, value: bytes | None,
                      parent: Context, ticket: TxTicket) -> None:
