@@ -107,6 +107,8 @@ class ChangeEvent:
     table: TableSchema | None = None
     # For events without a TableSchema (transaction, message): their fixed schemas.
     schemas: FixedSchemas | None = field(default=None)
+    # Kafka headers Debezium sets itself (`__debezium.oldkey` / `__debezium.newkey`)
+    headers: tuple[tuple[str, bytes], ...] | None = None
 
 
 def now_us() -> int:
@@ -148,7 +150,7 @@ def build_change_event(
 
 def tombstone_for(event: ChangeEvent) -> ChangeEvent:
     """The tombstone that follows a delete: same key, value None (for log compaction)."""
-    return ChangeEvent(event.topic, event.key, None, event.table, event.schemas)
+    return ChangeEvent(event.topic, event.key, None, event.table, event.schemas, event.headers)
 
 
 # --- fixed-schema events: transaction metadata and logical decoding messages ----

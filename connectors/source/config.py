@@ -78,6 +78,11 @@ class CdcSettings(BaseSettings):
         description="Write BEGIN/END records to <prefix>.transaction and fill the "
         "`transaction` block of events (Debezium's provide.transaction.metadata).",
     )
+    skipped_operations: str = Field(
+        default="t",
+        description="Comma-separated operations not emitted (Debezium's skipped.operations): "
+        "c, u, d, t; `none` emits all. Default t: TRUNCATE is skipped, as Debezium does.",
+    )
     tombstones_on_delete: bool = Field(
         default=True, description="Write a tombstone (key, null value) after each delete."
     )
@@ -153,6 +158,20 @@ class CdcSettings(BaseSettings):
         if not IDENTIFIER.match(value):
             raise ValueError("use lowercase letters, digits and _ (at most 41 characters)")
         return value
+
+    @field_validator("skipped_operations")
+    @classmethod
+    def _known_operations(cls, value: str) -> str:
+        ops = {op.strip() for op in value.split(",") if op.strip()}
+        unknown = ops - {"c", "u", "d", "t", "none"}
+        if unknown:
+            raise ValueError(f"unknown operation(s) {sorted(unknown)}: use c, u, d, t or none")
+        return value
+
+    @property
+    def skipped_ops(self) -> frozenset[str]:
+        return frozenset(op.strip() for op in self.skipped_operations.split(",")
+                         if op.strip() and op.strip() != "none")
 
     @property
     def connector_name(self) -> str:

@@ -51,7 +51,7 @@ class Emitter:
         ticket.outstanding += 1
         self.records += 1
         if out.context is None:
-            self.producer.produce(event.topic, key, value, None, ticket.delivered)
+            self.producer.produce(event.topic, key, value, event.headers, ticket.delivered)
             return
         self._emit_traced(event, key, value, out.context, ticket)
 
@@ -72,7 +72,7 @@ class Emitter:
         # a disabled tracer gives an invalid span: then pass the origin's context on as is
         carrier = trace.set_span_in_context(span, parent) if span.get_span_context().is_valid \
             else parent
-        headers = inject_headers([], context=carrier)
+        headers = inject_headers(list(event.headers or ()), context=carrier)
 
         def delivered(err: Any, msg: Any) -> None:
             if err is None and msg is not None:

@@ -90,7 +90,8 @@ class OversizedPolicy:
             images[image][field] = _reference(ref, connect_type, name)
             moved.append(f"{image}.{column}")
             envelope.update(images)
-            candidate = ChangeEvent(event.topic, event.key, envelope, event.table, event.schemas)
+            candidate = ChangeEvent(event.topic, event.key, envelope, event.table, event.schemas,
+                                    event.headers)
             encoded = self.serialize(candidate) or b""
             event = candidate
         if len(encoded) + len(key or b"") + RECORD_OVERHEAD_BYTES > limit:
