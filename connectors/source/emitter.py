@@ -51,7 +51,8 @@ class Emitter:
         ticket.outstanding += 1
         self.records += 1
         if out.context is None:
-            self.producer.produce(event.topic, key, value, event.headers, ticket.delivered)
+            headers = list(event.headers) if event.headers else None
+            self.producer.produce(event.topic, key, value, headers, ticket.delivered)
             return
         self._emit_traced(event, key, value, out.context, ticket)
 
