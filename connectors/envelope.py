@@ -24,7 +24,7 @@ from connectors.schema import (
     TableSchema,
 )
 
-DEBEZIUM_VERSION = "2.7.0.Final-labstream"  # what `source.version` says (Debezium-compatible)
+DEBEZIUM_VERSION = "3.6.1.Final-labstream"  # what `source.version` says (Debezium-compatible)
 CONNECTOR = "postgresql"
 Op = Literal["c", "u", "d", "r", "t", "m"]
 SnapshotFlag = Literal[
@@ -74,6 +74,8 @@ class SourceInfo:
             "txId": self.tx_id,
             "lsn": self.lsn,
             "xmin": self.xmin,
+            "origin": None,
+            "origin_lsn": None,
         }
 
 

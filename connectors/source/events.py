@@ -107,6 +107,7 @@ class EventBuilder:
             not_null_columns=details.not_null,
             server_name=self.prefix,
             primary_key=details.primary_key or None,
+            serial_columns=details.serial,
         )
         if not table.key_columns and relation.oid not in self._no_key_warned:
             self._no_key_warned.add(relation.oid)
@@ -163,7 +164,8 @@ class EventBuilder:
                     transaction_end_event(self.prefix, tx_id, ts_ms, dict(self._tx_order)),
                     context,
                 )
-            self.previous_commit_lsn = batch.final_lsn
+            # Debezium: the end of the previous commit record (its lastCommitLsn)
+            self.previous_commit_lsn = batch.end_lsn
 
     def _change_events(
         self, change: Any, lsn: int, batch: TxBatch, context: Context | None
@@ -271,12 +273,12 @@ class EventBuilder:
 
     def snapshot_event(
         self, table: TableSchema, values: tuple[str | None, ...], marker: str,
-        consistent_point: int, read_time_us: int,
+        consistent_point: int, read_time_us: int, tx_id: int | None = None,
     ) -> ChangeEvent:
         after = table.row_to_values(values)
         source = SourceInfo(
             name=self.prefix, db=self.db_name, schema=table.schema_name,
-            table=table.table_name, ts_us=read_time_us, lsn=consistent_point,
+            table=table.table_name, ts_us=read_time_us, lsn=consistent_point, tx_id=tx_id,
             snapshot=marker,  # type: ignore[arg-type]  # Debezium 2.x SnapshotRecord values
         )
         return build_change_event(table, "r", None, after, source, None)

@@ -92,6 +92,7 @@ class SnapshotSource:
         tracker = ctx.offsets.new_tracker()
         ticket = tracker.open(0)
         read_time = now_us()
+        tx_id = reader.tx_id
         schemas: dict[int, Any] = {}
         done_tables: list[str] = []
         current = None
@@ -107,7 +108,7 @@ class SnapshotSource:
                 ctx.offsets.record_progress({"tables_done": done_tables, "rows": rows})
             current = row.table.qualified
             event = ctx.builder.snapshot_event(table, row.values, row.marker,
-                                               consistent_point, read_time)
+                                               consistent_point, read_time, tx_id)
             ctx.emitter.emit(OutEvent(event, None), ticket)
             rows += 1
             if rows & 1023 == 0:

@@ -55,7 +55,7 @@ def test_each_op_with_source_fields_for_dedupe():
     assert outs[0].event.topic == "lab.public.samples"
     # the next transaction's sequence starts with this one's commit LSN
     nxt = next(builder.batch_events(_batch([Insert(16400, ("2", "x", None))], xid=43)))
-    assert nxt.event.value["source"]["sequence"] == '["5000","4000"]'
+    assert nxt.event.value["source"]["sequence"] == '["5100","4000"]'
 
 
 def test_primary_key_change_is_delete_tombstone_create():
