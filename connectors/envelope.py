@@ -25,7 +25,7 @@ from connectors.schema import (
     TableSchema,
 )
 
-DEBEZIUM_VERSION = "2.7.0.Final-labstream"  # what `source.version` says (Debezium-compatible)
+DEBEZIUM_VERSION = "3.6.1.Final-labstream"  # what `source.version` says (Debezium-compatible)
 CONNECTOR = "postgresql"
 Op = Literal["c", "u", "d", "r", "t", "m"]
 SnapshotFlag = Literal[
@@ -75,6 +75,8 @@ class SourceInfo:
             "txId": self.tx_id,
             "lsn": self.lsn,
             "xmin": self.xmin,
+            "origin": None,
+            "origin_lsn": None,
         }
 
 
@@ -108,6 +110,8 @@ class ChangeEvent:
     table: TableSchema | None = None
     # For events without a TableSchema (transaction, message): their fixed schemas.
     schemas: FixedSchemas | None = field(default=None)
+    # Kafka headers Debezium sets itself (`__debezium.oldkey` / `__debezium.newkey`)
+    headers: tuple[tuple[str, bytes], ...] | None = None
 
 
 def now_us() -> int:
@@ -149,7 +153,7 @@ def build_change_event(
 
 def tombstone_for(event: ChangeEvent) -> ChangeEvent:
     """The tombstone that follows a delete: same key, value None (for log compaction)."""
-    return ChangeEvent(event.topic, event.key, None, event.table, event.schemas)
+    return ChangeEvent(event.topic, event.key, None, event.table, event.schemas, event.headers)
 
 
 # --- fixed-schema events: transaction metadata and logical decoding messages ----

@@ -38,6 +38,7 @@ TRANSACTION_BLOCK_NAME = "event.block"
 ENVELOPE_VERSION = 2
 
 _INVALID_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
+_INTEGER_OIDS = frozenset({20, 21, 23})  # int8, int2, int4
 
 
 def avro_name(name: str) -> str:
@@ -60,6 +61,9 @@ class ColumnSchema:
     type_modifier: int
     optional: bool
     codec: FieldCodec
+    # a required integer column whose default is nextval(): Debezium's schema says
+    # `"default": 0` (it cannot evaluate the sequence, 0 is the type's zero)
+    serial: bool = False
 
 
 def _fallback(connect: dict[str, Any]) -> Any:
@@ -112,7 +116,11 @@ SOURCE_AVRO: dict[str, Any] = {
         {"name": "txId", **_OPT_LONG},
         {"name": "lsn", **_OPT_LONG},
         {"name": "xmin", **_OPT_LONG},
+        # Debezium 3.x: the replication origin of the change (none for local writes)
+        {"name": "origin", **_OPT_STRING},
+        {"name": "origin_lsn", **_OPT_LONG},
     ],
+    "connect.version": 1,
     "connect.name": SOURCE_SCHEMA_NAME,
 }
 
@@ -158,9 +166,12 @@ SOURCE_CONNECT: dict[str, Any] = {
         _c("int64", "txId", True),
         _c("int64", "lsn", True),
         _c("int64", "xmin", True),
+        _c("string", "origin", True),
+        _c("int64", "origin_lsn", True),
     ],
     "optional": False,
     "name": SOURCE_SCHEMA_NAME,
+    "version": 1,
     "field": "source",
 }
 
@@ -260,6 +271,7 @@ class TableSchema:
         decimal_handling_mode: DecimalHandlingMode = "precise",
         server_name: str | None = None,
         primary_key: Sequence[str] | None = None,
+        serial_columns: Collection[str] = (),
     ) -> TableSchema:
         """Build from a pgoutput Relation.
 
@@ -283,6 +295,8 @@ class TableSchema:
                 type_oid=c.type_oid,
                 type_modifier=c.type_modifier,
                 optional=c.name not in required,
+                serial=c.name in serial_columns and c.name in required
+                and c.type_oid in _INTEGER_OIDS,
                 codec=codec_for(
                     c.type_oid, c.type_modifier, resolver,
                     decimal_handling_mode=decimal_handling_mode,
@@ -309,6 +323,8 @@ class TableSchema:
             }
             if column.optional:
                 field["default"] = None
+            elif column.serial:
+                field["default"] = 0
             fields.append(field)
         return fields
 
@@ -345,7 +361,8 @@ class TableSchema:
 
     def _fields_connect(self, columns: Iterable[ColumnSchema]) -> list[dict[str, Any]]:
         return [
-            {**column.codec.connect_schema(column.optional), "field": column.field}
+            {**column.codec.connect_schema(column.optional),
+             **({"default": 0} if column.serial else {}), "field": column.field}
             for column in columns
         ]
 

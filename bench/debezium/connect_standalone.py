@@ -76,12 +76,12 @@ class DebeziumConnect:
     libs: Path
     extra_connector: dict[str, str | int]  # e.g. {"poll.interval.ms": 10}
     proc: subprocess.Popen[bytes] | None = None
-    rest_port: int = 0
+    rest_port: int = 0  # 0: any free port
 
     def render(self) -> tuple[Path, Path]:
         db = urlsplit(self.database_url)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.rest_port = _free_port()
+        self.rest_port = self.rest_port or _free_port()
         worker = {
             "bootstrap.servers": self.bootstrap,
             "key.converter": "org.apache.kafka.connect.json.JsonConverter",

@@ -46,6 +46,7 @@ class TableDetails:
     primary_key: tuple[str, ...]
     not_null: frozenset[str]
     types: dict[int, TypeInfo] = field(default_factory=dict)
+    serial: frozenset[str] = frozenset()  # columns whose default is nextval(...)
 
 
 @dataclass(frozen=True)
@@ -208,15 +209,19 @@ def table_details(conn: psycopg.Connection, rel_oid: int) -> TableDetails:
         )
         primary_key = tuple(r[0] for r in cur.fetchall())
         cur.execute(
-            """SELECT attname, attnotnull, atttypid FROM pg_attribute
-               WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped""",
+            """SELECT a.attname, a.attnotnull, a.atttypid,
+                      coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false)
+               FROM pg_attribute a
+               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+               WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped""",
             (rel_oid,),
         )
         columns = cur.fetchall()
     conn.commit()
-    not_null = frozenset(name for name, flag, _ in columns if flag)
-    types = resolve_types(conn, {oid for _, _, oid in columns if oid >= 10_000})
-    return TableDetails(primary_key, not_null, types)
+    not_null = frozenset(name for name, flag, _, _ in columns if flag)
+    serial = frozenset(name for name, _, _, is_serial in columns if is_serial)
+    types = resolve_types(conn, {oid for _, _, oid, _ in columns if oid >= 10_000})
+    return TableDetails(primary_key, not_null, types, serial)
 
 
 def resolve_types(conn: psycopg.Connection, oids: set[int]) -> dict[int, TypeInfo]:

@@ -79,6 +79,11 @@ class CdcSettings(BaseSettings):
         description="Write BEGIN/END records to <prefix>.transaction and fill the "
         "`transaction` block of events (Debezium's provide.transaction.metadata).",
     )
+    skipped_operations: str = Field(
+        default="t",
+        description="Comma-separated operations not emitted (Debezium's skipped.operations): "
+        "c, u, d, t; `none` emits all. Default t: TRUNCATE is skipped, as Debezium does.",
+    )
     tombstones_on_delete: bool = Field(
         default=True, description="Write a tombstone (key, null value) after each delete."
     )
@@ -124,6 +129,29 @@ class CdcSettings(BaseSettings):
     reconnect_backoff_max_s: float = Field(
         default=30.0, gt=0, description="Longest wait between reconnect attempts."
     )
+    permanent_error_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A permanent error (wrong password, missing database or role, malformed "
+        "URL, unknown host) is tried this many times, with backoff, before the connector "
+        "exits non-zero with one line naming the cause and the fix. Transient errors "
+        "(PostgreSQL or Kafka restarting) are retried without limit.",
+    )
+    max_record_bytes: int = Field(
+        default=8_388_608,
+        ge=65_536,
+        le=104_857_600,
+        description="Largest record the connector sends. Topics it creates get this "
+        "`max.message.bytes` and the producer's message.max.bytes agrees; for a topic "
+        "that already exists the smaller of this and its own max.message.bytes applies.",
+    )
+    oversized_record_mode: Literal["reference", "fail"] = Field(
+        default="reference",
+        description="A change record still larger than its topic allows: reference: its "
+        "largest text/bytes/json columns are kept in labstream.cdc_oversized_values and "
+        "the record carries `labstream-oversized:<id>` in their place (no table stalls, "
+        "nothing is lost); fail: stop, naming the table, key, LSN and the fix.",
+    )
 
     @field_validator("slot_name")
     @classmethod
@@ -131,6 +159,20 @@ class CdcSettings(BaseSettings):
         if not IDENTIFIER.match(value):
             raise ValueError("use lowercase letters, digits and _ (at most 41 characters)")
         return value
+
+    @field_validator("skipped_operations")
+    @classmethod
+    def _known_operations(cls, value: str) -> str:
+        ops = {op.strip() for op in value.split(",") if op.strip()}
+        unknown = ops - {"c", "u", "d", "t", "none"}
+        if unknown:
+            raise ValueError(f"unknown operation(s) {sorted(unknown)}: use c, u, d, t or none")
+        return value
+
+    @property
+    def skipped_ops(self) -> frozenset[str]:
+        return frozenset(op.strip() for op in self.skipped_operations.split(",")
+                         if op.strip() and op.strip() != "none")
 
     @property
     def connector_name(self) -> str:

@@ -20,17 +20,22 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
+from connectors.envelope import ChangeEvent
 from connectors.serde import EventSerializer
 from connectors.source.events import OutEvent
+from connectors.source.oversized import RECORD_OVERHEAD_BYTES, OversizedPolicy
 from connectors.source.producer import ChangeProducer, TxTicket
 from tracing.batch import TxSendSpan
 from tracing.propagation import inject_headers
+
+_NO_LIMIT = 1 << 62
 
 
 class Emitter:
     def __init__(self, producer: ChangeProducer, serialize: EventSerializer,
                  ensure_topic: Callable[[str], None],
-                 tracer: trace.Tracer | None = None) -> None:
+                 tracer: trace.Tracer | None = None, *,
+                 oversized: OversizedPolicy | None = None) -> None:
         self.producer = producer
         self.key_bytes = serialize.key_bytes
         self.value_bytes = serialize.value_bytes
@@ -41,17 +46,24 @@ class Emitter:
         self._tx: TxSendSpan | None = None  # the open transaction span
         self._tx_parent: Context | None = None
         self._tx_ticket: TxTicket | None = None
+        self.oversized = oversized
+        # topic -> largest record it takes (filled by ensure_topics); unknown: no check
+        self.limits: dict[str, int] = getattr(producer, "record_limits", {})
 
     def emit(self, out: OutEvent, ticket: TxTicket) -> None:
         event = out.event
         self.ensure_topic(event.topic)
         key = self.key_bytes(event)
         value = self.value_bytes(event)
+        if value is not None and len(value) + RECORD_OVERHEAD_BYTES > self.limits.get(
+                event.topic, _NO_LIMIT):
+            event, value = self._fit(event, key, value)
         ticket.outstanding += 1
         self.records += 1
         self.bytes += len(key or b"") + len(value or b"")
         if out.context is None:
-            self.producer.produce(event.topic, key, value, None, ticket.delivered)
+            headers = list(event.headers) if event.headers else None
+            self.producer.produce(event.topic, key, value, headers, ticket.delivered)
             return
         tx = self._tx
         # a transaction's records share one Context object (events.py builds it once per
@@ -61,7 +73,16 @@ class Emitter:
         value_dict = event.value
         tx.add(event.topic, _TableName.of(event.table),
                value_dict.get("op") if value_dict is not None else None)
-        self.producer.produce(event.topic, key, value, tx.headers, tx.delivered)
+        # Debezium's own headers (a primary-key change) travel beside the trace context
+        headers = [*event.headers, *tx.headers] if event.headers else tx.headers
+        self.producer.produce(event.topic, key, value, headers, tx.delivered)
+
+    def _fit(self, event: ChangeEvent, key: bytes | None,
+             value: bytes) -> tuple[ChangeEvent, bytes]:
+        limit = self.limits[event.topic]
+        if self.oversized is None:  # no policy wired (benchmarks): let Kafka refuse it
+            return event, value
+        return self.oversized.fit(event, key, value, limit)
 
     def end_batch(self) -> None:
         """The connector emitted every record of the current batch: the span may end once

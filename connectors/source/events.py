@@ -10,9 +10,10 @@ Catalogue details come from a callable, so this module needs no database.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry.context import Context
@@ -29,7 +30,15 @@ from connectors.envelope import (
     transaction_begin_event,
     transaction_end_event,
 )
-from connectors.pgoutput import Delete, Insert, Message, Relation, Truncate, Update
+from connectors.pgoutput import (
+    UNCHANGED_TOAST,
+    Delete,
+    Insert,
+    Message,
+    Relation,
+    Truncate,
+    Update,
+)
 from connectors.schema import TableSchema
 from connectors.source.catalog import TableDetails
 from connectors.source.config import CdcSettings
@@ -42,6 +51,16 @@ log = logging.getLogger(__name__)
 INTERNAL_PREFIXES = frozenset(
     {"traceparent", "tracestate", "labstream-heartbeat", "labstream-handover"}
 )
+
+
+# Debezium's header names on the records of a primary-key change
+PK_UPDATE_OLDKEY = "__debezium.oldkey"
+PK_UPDATE_NEWKEY = "__debezium.newkey"
+
+
+def _header_key(key: dict[str, Any] | None) -> bytes:
+    """The key as Connect's SimpleHeaderConverter writes a Struct: compact JSON."""
+    return json.dumps(key, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +85,7 @@ class EventBuilder:
         self.tx_metadata = settings.provide_transaction_metadata
         self.tombstones = settings.tombstones_on_delete
         self.trace_column = settings.trace_column
+        self.skipped = settings.skipped_ops
         self.previous_commit_lsn: int | None = None
         self._no_key_warned: set[int] = set()
         self._tx_order: dict[str, int] = {}
@@ -87,6 +107,7 @@ class EventBuilder:
             not_null_columns=details.not_null,
             server_name=self.prefix,
             primary_key=details.primary_key or None,
+            serial_columns=details.serial,
         )
         if not table.key_columns and relation.oid not in self._no_key_warned:
             self._no_key_warned.add(relation.oid)
@@ -143,12 +164,15 @@ class EventBuilder:
                     transaction_end_event(self.prefix, tx_id, ts_ms, dict(self._tx_order)),
                     context,
                 )
-            self.previous_commit_lsn = batch.final_lsn
+            # Debezium: the end of the previous commit record (its lastCommitLsn)
+            self.previous_commit_lsn = batch.end_lsn
 
     def _change_events(
         self, change: Any, lsn: int, batch: TxBatch, context: Context | None
     ) -> Iterator[OutEvent]:
         if isinstance(change, Truncate):
+            if "t" in self.skipped:
+                return
             for oid in change.relation_oids:
                 table = self.tables.get(oid)
                 if table is not None:
@@ -168,22 +192,54 @@ class EventBuilder:
             return  # not captured (or its Relation was filtered out)
         source = self._source(table, batch, lsn)
         if isinstance(change, Insert):
-            after = table.row_to_values(change.new)
-            yield self._row(table, "c", None, after, source, batch, context)
-        elif isinstance(change, Update):
-            after = table.row_to_values(change.new)
-            if change.key is not None and table.key_columns:
-                # the primary key changed: Debezium emits delete(old key) + tombstone + create
-                before = table.row_to_values(change.key)
-                yield from self._delete(table, before, source, batch, context)
+            if "c" not in self.skipped:
+                after = table.row_to_values(change.new)
                 yield self._row(table, "c", None, after, source, batch, context)
-                return
-            old_values = table.row_to_values(change.old) if change.old is not None else None
-            yield self._row(table, "u", old_values, after, source, batch, context)
+        elif isinstance(change, Update):
+            if "u" not in self.skipped:
+                yield from self._update(table, change, source, batch, context)
         elif isinstance(change, Delete):
+            if "d" in self.skipped:
+                return
             old = change.old if change.old is not None else change.key
             deleted = table.row_to_values(old) if old is not None else None
             yield from self._delete(table, deleted, source, batch, context)
+
+    def _update(self, table: TableSchema, change: Update, source: SourceInfo, batch: TxBatch,
+                context: Context | None) -> Iterator[OutEvent]:
+        new, old = change.new, change.old
+        if old is not None and UNCHANGED_TOAST in new:
+            # REPLICA IDENTITY FULL: the old tuple carries the unchanged TOASTed value
+            new = tuple(o if n is UNCHANGED_TOAST else n for n, o in zip(new, old, strict=True))
+        after = table.row_to_values(new)
+        before = table.row_to_values(old) if old is not None else None
+        if table.key_columns:
+            # the primary key changed: 'K' (DEFAULT / USING INDEX) says so; under FULL
+            # ('O' only) it is seen by comparing the keys
+            old_key = change.key
+            if old_key is not None:
+                before_key = table.row_to_values(old_key)
+            elif before is not None and table.key_of(before) != table.key_of(after):
+                before_key = before
+            else:
+                before_key = None
+            if before_key is not None:
+                yield from self._key_change(table, before_key, after, source, batch, context)
+                return
+        yield self._row(table, "u", before, after, source, batch, context)
+
+    def _key_change(self, table: TableSchema, before: dict[str, Any], after: dict[str, Any],
+                    source: SourceInfo, batch: TxBatch,
+                    context: Context | None) -> Iterator[OutEvent]:
+        """Debezium: delete (old key) + tombstone (old key), both with header
+        `__debezium.newkey`, then create (new key) with header `__debezium.oldkey`."""
+        old_key, new_key = table.key_of(before), table.key_of(after)
+        with_new = ((PK_UPDATE_NEWKEY, _header_key(new_key)),)
+        for out in self._delete(table, before, source, batch, context):
+            yield OutEvent(replace(out.event, headers=with_new), out.context)
+        created = self._row(table, "c", None, after, source, batch, context)
+        yield OutEvent(replace(created.event, headers=((PK_UPDATE_OLDKEY, _header_key(old_key)),)),
+                       created.context)
 
     def _row(self, table: TableSchema, op: Any, before: dict[str, Any] | None,
              after: dict[str, Any] | None, source: SourceInfo, batch: TxBatch,
@@ -217,12 +273,12 @@ class EventBuilder:
 
     def snapshot_event(
         self, table: TableSchema, values: tuple[str | None, ...], marker: str,
-        consistent_point: int, read_time_us: int,
+        consistent_point: int, read_time_us: int, tx_id: int | None = None,
     ) -> ChangeEvent:
         after = table.row_to_values(values)
         source = SourceInfo(
             name=self.prefix, db=self.db_name, schema=table.schema_name,
-            table=table.table_name, ts_us=read_time_us, lsn=consistent_point,
+            table=table.table_name, ts_us=read_time_us, lsn=consistent_point, tx_id=tx_id,
             snapshot=marker,  # type: ignore[arg-type]  # Debezium 2.x SnapshotRecord values
         )
         return build_change_event(table, "r", None, after, source, None)

@@ -41,7 +41,8 @@ class ConnectorMetrics:
         self.database_url = database_url
 
     def read(self) -> dict[str, Any]:
-        emitter = getattr(self.connector, "_emitter", None)
+        # the emitter of the current session (the coordinator builds one per session)
+        emitter = getattr(getattr(self.connector, "_ctx", None), "emitter", None)
         values: dict[str, Any] = {
             "labstream_cdc_records_total": getattr(emitter, "records", 0),
             "labstream_cdc_bytes_total": getattr(emitter, "bytes", 0),

@@ -91,6 +91,10 @@ class SnapshotReader:
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # importing must happen while the slot's session still exports it
         self.conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+        # Debezium gives snapshot records this transaction's id as source.txId
+        row = self.conn.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                                "ELSE txid_current() END").fetchone()
+        self.tx_id: int | None = row[0] if row else None
 
     def tables(self, table_filter: TableFilter) -> list[tuple[TableRef, Relation]]:
         """Captured tables as the snapshot sees them (no commit: stays in the transaction)."""

@@ -55,7 +55,7 @@ def test_each_op_with_source_fields_for_dedupe():
     assert outs[0].event.topic == "lab.public.samples"
     # the next transaction's sequence starts with this one's commit LSN
     nxt = next(builder.batch_events(_batch([Insert(16400, ("2", "x", None))], xid=43)))
-    assert nxt.event.value["source"]["sequence"] == '["5000","4000"]'
+    assert nxt.event.value["source"]["sequence"] == '["5100","4000"]'
 
 
 def test_primary_key_change_is_delete_tombstone_create():
@@ -66,14 +66,55 @@ def test_primary_key_change_is_delete_tombstone_create():
         ({"id": 1}, "d"), ({"id": 1}, None), ({"id": 2}, "c")]
 
 
+def test_primary_key_change_headers_name_the_other_key():
+    outs = list(_builder().batch_events(_batch([Update(16400, None, ("1", None, None),
+                                                       ("2", "a", None))])))
+    assert [o.event.headers for o in outs] == [
+        (("__debezium.newkey", b'{"id":2}'),), (("__debezium.newkey", b'{"id":2}'),),
+        (("__debezium.oldkey", b'{"id":1}'),)]
+
+
+FULL_RELATION = Relation(16401, "public", "full", "f", RELATION.columns)
+
+
+def _full_builder():
+    settings = CdcSettings(topic_prefix="lab")
+    builder = EventBuilder(settings, "lab", lambda oid: TableDetails(("id",), frozenset({"id"})))
+    builder.on_relation(FULL_RELATION)
+    return builder
+
+
+def test_primary_key_change_under_full_identity_is_delete_tombstone_create():
+    """FULL sends the whole old row ('O') and no 'K': the key change is seen by comparing."""
+    outs = list(_full_builder().batch_events(_batch([
+        Update(16401, ("1", "a", None), None, ("2", "a", None))])))
+    assert [(o.event.key, (o.event.value or {}).get("op")) for o in outs] == [
+        ({"id": 1}, "d"), ({"id": 1}, None), ({"id": 2}, "c")]
+    assert outs[0].event.value["before"] == {"id": 1, "note": "a", "tp": None}
+    assert outs[2].event.headers == (("__debezium.oldkey", b'{"id":1}'),)
+
+
+def test_update_under_full_identity_keeps_the_key_and_takes_toast_from_the_old_row():
+    (out,) = _full_builder().batch_events(_batch([
+        Update(16401, ("1", "big value", "x"), None, ("1", UNCHANGED_TOAST, "y"))]))
+    assert out.event.value["op"] == "u" and out.event.headers is None
+    assert out.event.value["after"] == {"id": 1, "note": "big value", "tp": "y"}
+    assert out.event.value["before"]["note"] == "big value"
+
+
 def test_unchanged_toast_becomes_debeziums_placeholder():
     builder = _builder()
     (out,) = builder.batch_events(_batch([Update(16400, None, None, ("1", UNCHANGED_TOAST, None))]))
     assert out.event.value["after"]["note"] == "__debezium_unavailable_value"
 
 
+def test_truncate_is_skipped_by_default_as_debezium_does():
+    outs = list(_builder().batch_events(_batch([Truncate((16400,), False, False)])))
+    assert outs == []
+
+
 def test_truncate_and_user_messages_but_not_internal_ones():
-    builder = _builder()
+    builder = _builder(skipped_operations="none")
     outs = list(builder.batch_events(_batch([
         Truncate((16400, 99999), False, False),
         Message(True, 4001, "audit", b"hello"),
