@@ -115,6 +115,18 @@ def tenant_scoped(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+async def whoami(request: Request) -> Response:
+    """GET /auth/whoami: the credential's role and tenant (the console's sign-in)."""
+    try:
+        pool: AsyncConnectionPool = request.app.state.pool
+        async with pool.connection() as conn:
+            principal = await auth.authenticate(request, conn)
+        return json_response({"subject": principal.subject, "role": str(principal.role),
+                              "tenant_id": principal.tenant_id})
+    except ApiError as exc:
+        return error_response(exc)
+
+
 def check_input(request: Request) -> None:
     """Ids by charset, no NUL anywhere, no negative numbers in the query: else 400."""
     for name, value in request.path_params.items():
@@ -284,6 +296,7 @@ def create_app(
         Route(path, tenant_scoped(fn), methods=methods)
         for path, fn, methods in [*ROUTES, *console_routes()]
     ]
+    routes.append(Route("/auth/whoami", whoami, methods=["GET"]))
     templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
     routes += static_routes()  # the lab console page (labstream/api/console/)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_helpers import make_token
 from explain_helpers import REPO, Chain, chain, execute, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -145,6 +146,15 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             context.close()
 
 
+def sign_in(page: Any, token: str) -> None:
+    """Paste the token into the sign-in form and wait for the console to show the tenant."""
+    page.focus("#token-input")
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('status').textContent"
+                           ".startsWith('Signed in')")
+
+
 def submitted(page: Any, sent: list[str]) -> tuple[str, str, str]:
     """(experiment id, trace id shown, traceparent sent) of the submission just made."""
     page.wait_for_selector("#submitted-trace")
@@ -188,16 +198,22 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     browser_context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console_url)
     page = browser_context.new_page()
     sent_headers = record_traceparents(page)
-    page.goto(f"{console_url}/console/?tenant={tenant}")
+    page.goto(f"{console_url}/console/")
+    assert page.inner_text("main h2") == "Sign in"
+    sign_in(page, make_token(lab_chain.database_url, tenant))
     assert page.inner_text("#tenant-shown") == tenant
+    page.reload()  # the credential stays for this tab (sessionStorage)
+    page.wait_for_selector("#tenant-shown")
+    assert page.inner_text("#tenant-shown") == tenant
+    assert page.evaluate("document.cookie") == ""  # nothing the browser sends by itself
     page.evaluate("window.__notReloaded = true")
-    # focus order by Tab follows the page: skip link, home, tenant box, views, the form
+    # focus order by Tab follows the page: skip link, home, sign-in box, views, the form
     stops = []
     for _ in range(7):
         page.keyboard.press("Tab")
         stops.append(page.evaluate("(e => e.id || e.className || e.textContent.trim())"
                                    "(document.activeElement)"))
-    assert stops == ["skip-link", "labstream lab console", "tenant-input", "Use tenant",
+    assert stops == ["skip-link", "labstream lab console", "token-input", "Sign in",
                      "Experiments", "kind", "title"], stops
 
     # 1. submit by mouse: the page makes the traceparent, the API continues it
@@ -311,14 +327,20 @@ def test_console_shows_nothing_of_another_tenant(lab_chain, console_url, browser
             "backend, status) VALUES (%s, %s, 'r-staged', %s, 'local', 'queued')",
             (job_id, job_id, owner))
     page = browser_context.new_page()
-    page.goto(f"{console_url}/console/?tenant={other}#/jobs/{job_id}")
+    page.goto(f"{console_url}/console/#/jobs/{job_id}")
+    assert page.inner_text("main h2") == "Sign in"  # a new tab: not signed in
+    # a wrong token is refused and nothing is kept
+    sign_in_attempt = "lst_0000000000000000_" + "x" * 43
+    page.focus("#token-input")
+    page.keyboard.type(sign_in_attempt)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('status').textContent.includes('invalid')")
+    assert page.evaluate("sessionStorage.getItem('labstream.token')") is None
+    sign_in(page, make_token(lab_chain.database_url, other))
     page.wait_for_function("document.getElementById('status').textContent.includes('no job')")
     assert page.query_selector("#job-summary dl") is None
-    # the tenant picker, by keyboard: the owner sees the same job
-    page.focus("#tenant-input")
-    page.keyboard.press("Control+a")
-    page.keyboard.type(owner)
-    page.keyboard.press("Enter")
+    # signed in with the owner's token, by keyboard: the owner sees the same job
+    sign_in(page, make_token(lab_chain.database_url, owner))
     page.wait_for_selector("#job-summary dl")
     assert page.inner_text("#tenant-shown") == owner
     assert "r-staged" in page.inner_text("#job-summary")

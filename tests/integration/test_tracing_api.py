@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from api_helpers import bearer
 from beeline.propagation import PropagationContext
 from beeline.propagation.honeycomb import marshal_propagation_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from api_helpers import bearer
 from starlette.testclient import TestClient
 from tracing_slots import temporary_slot
 
