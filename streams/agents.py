@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from base.logs import kv
-from streams import codec, deadletter
+from streams import codec, deadletter, replay_consent
 from streams.codec import CdcDecoder, RoutedSerializer
 from streams.config import WorkerSettings
 from streams.enrich import GaveUp, enrich, enrich_waiting
@@ -35,7 +35,7 @@ from tracing.propagation import inject_headers, job_environment
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER_PREFIX = "labstream-replay"
-RERUN_SUCCEEDED_HEADER = "labstream-replay-rerun-succeeded"  # see replay/headers.py
+RERUN_SUCCEEDED_HEADER = replay_consent.RERUN_SUCCEEDED_HEADER  # signed: see replay_consent
 
 
 class Sink(Protocol):
@@ -99,6 +99,7 @@ class RecordHandler:
         self.tracer = trace.get_tracer("streams.agents")
         self.processed = 0
         self.dead_lettered = 0
+        self.consent_key = replay_consent.consent_key()
 
     async def handle(self, raw: RawRecord) -> list[Awaitable[Any]]:
         """Process one record; returns the deliveries of what it produced (to ack after)."""
@@ -140,8 +141,10 @@ class RecordHandler:
         decisions: list[Decision] = []
         if outcome.unroutable is not None:
             decisions.append(_unroutable_decision(change, outcome.unroutable, self._clock()))
+        rerun = replay_consent.consented(raw.headers, key=self.consent_key, record_key=raw.key,
+                                         record_value=raw.value)
         for event in outcome.events:
-            decisions.extend(await self._decide_and_submit(event))
+            decisions.extend(await self._decide_and_submit(event, rerun_succeeded=rerun))
         # every output of this record in one go: one broker round trip, not one per topic
         for event in outcome.events:
             await self._publish_routed(deliveries, event, out_headers)
@@ -181,7 +184,8 @@ class RecordHandler:
         await self._send(deliveries, self.topics.routed_topics[event.kind],
                          RoutedSerializer.key(event), value, headers)
 
-    async def _decide_and_submit(self, event: RoutedEvent) -> list[Decision]:
+    async def _decide_and_submit(self, event: RoutedEvent, *,
+                                 rerun_succeeded: bool = False) -> list[Decision]:
         rules = self.store.rules()
         decisions = decide(event, rules, now=self._clock())
         rules_by_id = {rule.id: rule for rule in rules if isinstance(rule, TriggerRule)}
@@ -191,11 +195,10 @@ class RecordHandler:
                            and str(r.get("id")) == decision.rule_id)
                 rules_by_id[str(decision.rule_id)] = TriggerRule.from_row(row)
         results = []
-        rerun = rerun_succeeded_requested(event.change.headers)
         for decision in decisions:
             if decision.outcome == "fired" and self.runner is not None:
                 decision = await self._submit(decision, rules_by_id[decision.rule_id or ""],
-                                              rerun_succeeded=rerun)
+                                              rerun_succeeded=rerun_succeeded)
             kv(log, "info", "trigger decision", outcome=decision.outcome, reason=decision.reason,
                kind=decision.event_kind, rule_id=decision.rule_id, job_key=decision.job_key)
             results.append(decision)
@@ -232,13 +235,6 @@ class RecordHandler:
         # what this record produced before it failed is still delivered (at least once)
         await self._send(deliveries, self.topics.dlq, letter.key, letter.value, letter.headers)
         self.dead_lettered += 1
-
-
-def rerun_succeeded_requested(headers: Headers) -> bool:
-    """`labstream replay run --execute --rerun-succeeded` marks its records with this header:
-    launch the job even if the same job key already succeeded (the runner honours it)."""
-    return any(name.lower() == RERUN_SUCCEEDED_HEADER and raw.strip().lower() == b"true"
-               for name, raw in headers)
 
 
 def _with(decision: Decision, **changes: Any) -> Decision:

@@ -128,14 +128,16 @@ async def whoami(request: Request) -> Response:
 
 
 def check_input(request: Request) -> None:
-    """Ids by charset, no NUL anywhere, no negative numbers in the query: else 400."""
+    """Ids by charset, no NUL anywhere, no negative numbers in the query (but the
+    `after=-1` start mark): else 400."""
     for name, value in request.path_params.items():
         if not _ID.match(value):
             raise BadInput(f"{name} {value[:64]!r} is not a valid id", hint=ID_RULE)
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
             raise BadInput(f"query parameter {name!r} holds a NUL byte", hint="remove it")
-        if re.fullmatch(r"\s*-\d+\s*", value):
+        # after=-1 is the logs' "from the first line" (what the console sends)
+        if re.fullmatch(r"\s*-\d+\s*", value) and (name, value.strip()) != ("after", "-1"):
             raise BadInput(f"{name} must not be negative (got {value})",
                            hint=f"{name}=0 or more")
 

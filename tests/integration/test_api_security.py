@@ -306,11 +306,13 @@ def test_bursts_over_the_rate_answer_429_with_retry_after(database_url, tenants)
 def test_nul_bytes_negative_numbers_and_bad_ids_are_400(client, tenants):
     ours, _ = tenants
     for path in ("/jobs/job-1%00x", "/experiments?limit=%00", f"/jobs/{ours.job}/logs?limit=-5",
-                 f"/jobs/{ours.job}/logs?after=-1", "/experiments?limit=-5",
+                 f"/jobs/{ours.job}/logs?after=-2", "/experiments?limit=-5",
                  "/experiments/exp%20with%20space", "/experiments/" + "e" * 129,
                  "/jobs/job;drop"):
         response = client.get(path, headers=ours.auth)
         assert_error(response, 400)
+    # after=-1 means "from the first line" (the console's first read): allowed
+    assert client.get(f"/jobs/{ours.job}/logs?after=-1", headers=ours.auth).status_code == 200
     nul = assert_error(submit(client, ours.auth, title="bad\x00title"), 400)
     assert "title" in nul["error"]
     nested = assert_error(submit(client, ours.auth, protocol={"a": {"b": "x\x00"}}), 400)

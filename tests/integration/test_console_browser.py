@@ -146,12 +146,18 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             context.close()
 
 
+def wait_js(page: Any, expression: str, timeout_s: float = 30) -> None:
+    """Poll a page expression through the DevTools protocol: Playwright's own
+    wait_for_function evals in the page, which the console's CSP (no unsafe-eval) blocks."""
+    wait_for(lambda: bool(page.evaluate(expression)), timeout_s, expression)
+
+
 def sign_in(page: Any, token: str) -> None:
     """Paste the token into the sign-in form and wait for the console to show the tenant."""
     page.focus("#token-input")
     page.keyboard.type(token)
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('status').textContent"
+    wait_js(page, "document.getElementById('status').textContent"
                            ".startsWith('Signed in')")
 
 
@@ -245,7 +251,7 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
                             "getComputedStyle(document.activeElement).outlineStyle]")
     assert focused[0] == "submit-button" and focused[1] != "none", focused
     page.keyboard.press("Enter")
-    page.wait_for_function(f"document.querySelector('#submitted-experiment')?.textContent "
+    wait_js(page, f"document.querySelector('#submitted-experiment')?.textContent "
                            f"!== {json.dumps(experiment_id)}")
     failed_experiment, failed_trace, failed_sent = submitted(page, sent_headers)
     assert failed_sent.split("-")[1] == failed_trace
@@ -259,14 +265,14 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.click(f"{row} .jobs a")
     page.wait_for_selector("#job-exit-code")
     assert page.inner_text("#job-exit-code") == "0"
-    page.wait_for_function("document.querySelectorAll('#job-log li').length >= 2")
+    wait_js(page, "document.querySelectorAll('#job-log li').length >= 2")
     log_text = page.inner_text("#job-log")
     assert f"summarising {experiment_id}" in log_text and "purity_pct=97.1" in log_text
     replay = page.input_value("#replay-execute")
     assert re.fullmatch(rf"labstream replay run --offsets {lab_chain.name}\.public\.experiments"
                         r":0:\d+ --execute --rerun-succeeded", replay), replay
     page.get_by_role("button", name="Copy the re-drive command").click()
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Copied')")
+    wait_js(page, "document.getElementById('status').textContent.startsWith('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == replay
     # the dry-run command, as shown, runs and finds the record that fired our rule
     dry_run = page.input_value("#replay-dry-run")
@@ -285,8 +291,8 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.click("a[href^='#/traces/']")
     assert page.inner_text("#trace-id") == trace_id
     wait_for_trace(page, rule_id)
-    page.wait_for_function("document.getElementById('verdict-headline').textContent"
-                           ".startsWith('the job succeeded')", timeout=60_000)
+    wait_js(page, "document.getElementById('verdict-headline').textContent"
+                           ".startsWith('the job succeeded')", timeout_s=60)
     root = page.eval_on_selector("#waterfall tbody tr", "r => r.dataset.service")
     assert root == "labstream-console"
     page.screenshot(path=str(SCREENSHOTS / "console-trace.png"), full_page=True)
@@ -296,14 +302,14 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.click(f"{failed_row} .jobs a")
     page.wait_for_selector("#job-exit-code")
     assert page.inner_text("#job-exit-code") == "2"
-    page.wait_for_function("[...document.querySelectorAll('#job-log li')].some("
+    wait_js(page, "[...document.querySelectorAll('#job-log li')].some("
                            "li => li.textContent.includes('not calibrated'))")
     page.screenshot(path=str(SCREENSHOTS / "console-job.png"), full_page=True)
     page.click("a[href^='#/traces/']")
     assert page.inner_text("#trace-id") == failed_trace
     wait_for_trace(page, rule_id)
-    page.wait_for_function("document.getElementById('verdict-headline').textContent"
-                           ".startsWith('the job failed: exit code 2')", timeout=60_000)
+    wait_js(page, "document.getElementById('verdict-headline').textContent"
+                           ".startsWith('the job failed: exit code 2')", timeout_s=60)
     assert "column C18 is not calibrated" in page.inner_text("#verdict-headline")
     assert page.query_selector("#waterfall tr.span-error") is not None
     page.screenshot(path=str(SCREENSHOTS / "console-trace-failed.png"), full_page=True)
@@ -334,10 +340,10 @@ def test_console_shows_nothing_of_another_tenant(lab_chain, console_url, browser
     page.focus("#token-input")
     page.keyboard.type(sign_in_attempt)
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('status').textContent.includes('invalid')")
+    wait_js(page, "document.getElementById('status').textContent.includes('invalid')")
     assert page.evaluate("sessionStorage.getItem('labstream.token')") is None
     sign_in(page, make_token(lab_chain.database_url, other))
-    page.wait_for_function("document.getElementById('status').textContent.includes('no job')")
+    wait_js(page, "document.getElementById('status').textContent.includes('no job')")
     assert page.query_selector("#job-summary dl") is None
     # signed in with the owner's token, by keyboard: the owner sees the same job
     sign_in(page, make_token(lab_chain.database_url, owner))
