@@ -153,12 +153,13 @@ def wait_js(page: Any, expression: str, timeout_s: float = 30) -> None:
 
 
 def sign_in(page: Any, token: str) -> None:
-    """Paste the token into the sign-in form and wait for the console to show the tenant."""
+    """Type the token into the sign-in form (replacing what is there) and wait until the
+    console has checked it and keeps it for the tab."""
     page.focus("#token-input")
+    page.keyboard.press("Control+a")
     page.keyboard.type(token)
     page.keyboard.press("Enter")
-    wait_js(page, "document.getElementById('status').textContent"
-                           ".startsWith('Signed in')")
+    wait_js(page, f"sessionStorage.getItem('labstream.token') === {json.dumps(token)}")
 
 
 def submitted(page: Any, sent: list[str]) -> tuple[str, str, str]:
