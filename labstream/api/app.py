@@ -101,6 +101,7 @@ def tenant_scoped(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                     principal = await auth.authenticate(request, conn)
                     auth.check_role(principal, request.method)
                     check_input(request)
+                    await check_body(request)
                     tenant_id = await auth.tenant_of(request, conn, principal)
                     request.state.principal = principal
                     semconv.set_lab_attributes(trace.get_current_span(), tenant_id=tenant_id)
@@ -142,6 +143,23 @@ def check_input(request: Request) -> None:
                            hint=f"{name}=0 or more")
 
 
+async def check_body(request: Request) -> None:
+    """A NUL byte anywhere in a JSON body: 400 naming the field (PostgreSQL text and
+    jsonb cannot hold one; unchecked it became a 500)."""
+    if request.method in auth.READ_METHODS:
+        return
+    raw = await request.body()  # kept by Starlette: the handler reads it again
+    if b"\\u0000" not in raw and b"\x00" not in raw:
+        return
+    try:
+        field = _nul_field(json.loads(raw), "")
+    except (ValueError, UnicodeDecodeError):
+        field = None
+    if field is not None or b"\x00" in raw:
+        raise BadInput(f"{field or 'the body'} holds a NUL byte (\\u0000), which the lab DB "
+                       "cannot store", hint="remove it")
+
+
 def _nul_field(value: Any, path: str) -> str | None:
     """The first field (dotted path) whose key or text holds a NUL byte."""
     if isinstance(value, str):
@@ -158,18 +176,14 @@ def _nul_field(value: Any, path: str) -> str | None:
 
 
 def parse_experiment(raw: bytes) -> ExperimentIn:
-    """The body as an experiment: 413 for an oversized field, 400 for NUL or a negative
+    """The body as an experiment: 413 for an oversized field, 400 for a negative
     priority, 422 for anything else the schema refuses."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not JSON: {exc}",
                              hint="send JSON with kind and submitted_by") from exc
-    if isinstance(data, dict):
-        nul = _nul_field(data, "")
-        if nul:
-            raise BadInput(f"{nul} holds a NUL byte (\\u0000), which the lab DB cannot store",
-                           hint="remove it")
+    if isinstance(data, dict):  # (NUL bytes were refused by `check_body`)
         for field, limit in FIELD_LIMITS.items():
             value = data.get(field)
             size = len(json.dumps(value).encode()) if field == "protocol" else \

@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 from tracing.propagation import emit_db_trace_context_async
 from tracing.spanstore import StoredSpan
 
+API_SERVICE = "labstream-api"  # the service name `labstream api` exports its spans under
 EXPERIMENT_COLUMNS = (
     "id, tenant_id, kind, status, title, submitted_by, protocol, priority, "
     "created_at, updated_at, completed_at"
@@ -160,6 +161,10 @@ async def claim_trace(conn: AsyncConnection, *, trace_id: str, tenant_id: str,
 
 
 def own_spans(spans: list[StoredSpan], tenant_id: str) -> list[StoredSpan]:
-    """Leave out spans that name another tenant (planted with a forged traceparent)."""
+    """Leave out spans planted with a forged traceparent: those naming another tenant,
+    and the API's own request spans that name none (every authenticated request's span
+    names its tenant, so those are requests that failed authentication)."""
     return [span for span in spans
-            if span.attributes.get("lab.tenant.id") in (None, tenant_id)]
+            if span.attributes.get("lab.tenant.id", tenant_id) == tenant_id
+            and not (span.service_name == API_SERVICE and span.kind == "SERVER"
+                     and "lab.tenant.id" not in span.attributes)]

@@ -19,12 +19,14 @@ import pytest
 from api_helpers import bearer, token_id
 from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient, ConfigResource
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from starlette.testclient import TestClient
 
 from labstream.api.app import create_app
 from labstream.api.settings import ApiSettings
+from labstream.api.store import API_SERVICE
 from labstream.cli import app as cli_app
 from tracing.spanstore import DbSpanExporter
 
@@ -47,7 +49,8 @@ def execute(database_url: str, sql: str, params: Any = None) -> list[Any]:
 
 
 def app_client(database_url: str, **settings: Any) -> Iterator[tuple[TestClient, Any]]:
-    provider = TracerProvider()  # spans go to the real span store, as in production
+    # spans go to the real span store under the API's service name, as in production
+    provider = TracerProvider(resource=Resource.create({"service.name": API_SERVICE}))
     provider.add_span_processor(SimpleSpanProcessor(DbSpanExporter(database_url)))
     app = create_app(database_url=database_url, tracer_provider=provider,
                      settings=ApiSettings(**settings))
@@ -236,6 +239,9 @@ def test_a_foreign_traceparent_cannot_take_a_trace_away(client, tenants, databas
     forged = {**theirs.auth, "traceparent": f"00-{ours.trace_id}-b7ad6b7169203331-01"}
     # B reads with A's trace context (its spans land in A's trace) ...
     assert client.get("/experiments", headers=forged).status_code == 200
+    # ... so does someone without a credential (refused, but their span is stored) ...
+    assert_error(client.get("/experiments", headers={"traceparent": forged["traceparent"]}),
+                 401)
     # ... and tries to write into it, which would make it B's
     response = submit(client, forged)
     assert_error(response, 409)
@@ -250,6 +256,9 @@ def test_a_foreign_traceparent_cannot_take_a_trace_away(client, tenants, databas
     # (spans that name no tenant, e.g. a running connector's, are kept)
     named = {s["attributes"].get("lab.tenant.id") for s in document.json()["spans"]}
     assert named - {None} == {ours.id}, named
+    refused = [s for s in document.json()["spans"]
+               if s["attributes"].get("http.response.status_code") == 401]
+    assert refused == [], "the unauthenticated request's span is shown to the owner"
     assert client.get(f"/traces/{ours.trace_id}/explain", headers=ours.auth).status_code == 200
     assert_error(client.get(f"/traces/{ours.trace_id}", headers=theirs.auth), 404)
 
@@ -319,6 +328,10 @@ def test_nul_bytes_negative_numbers_and_bad_ids_are_400(client, tenants):
     assert "protocol.a.b" in nested["error"]
     negative = assert_error(submit(client, ours.auth, priority=-1), 400)
     assert "priority" in negative["error"]
+    # any JSON body, e.g. the console's page span
+    span = assert_error(client.post(f"/traces/{ours.trace_id}/spans", headers=ours.auth,
+                                    json={"span_id": "a" * 16, "name": "x\x00"}), 400)
+    assert "name" in span["error"]
     # a negative number inside the protocol is data, not a count: accepted
     assert submit(client, ours.auth, protocol={"temperature_c": -20}).status_code == 201
 
