@@ -38,10 +38,11 @@ CREATE TABLE IF NOT EXISTS labstream.operator_audit (
 CREATE INDEX IF NOT EXISTS operator_audit_at_idx ON labstream.operator_audit (at DESC);
 
 -- Who started a trace through the API: the first authenticated writer. A request
--- of another tenant carrying the same traceparent never changes this row.
+-- of another tenant carrying the same traceparent never changes this row; deleting
+-- the tenant deletes it.
 CREATE TABLE IF NOT EXISTS labstream.trace_owners (
     trace_id    text        PRIMARY KEY CHECK (trace_id ~ '^[0-9a-f]{32}$'),
-    tenant_id   text        NOT NULL,
+    tenant_id   text        NOT NULL REFERENCES public.tenants (id) ON DELETE CASCADE,
     claimed_by  text        NOT NULL,
     claimed_at  timestamptz NOT NULL DEFAULT now()
 );
