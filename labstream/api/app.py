@@ -109,6 +109,9 @@ def tenant_scoped(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             except psycopg.OperationalError as exc:
                 raise Unavailable("the lab database did not answer",
                                   hint="retry in a few seconds") from exc
+            except psycopg.errors.UndefinedTable as exc:
+                raise Unavailable("the lab database is not migrated",
+                                  hint="labstream db migrate") from exc
         except ApiError as exc:
             return error_response(exc)
 
@@ -330,6 +333,8 @@ def create_app(
         app.state.tracer = tracer
         app.state.token_verifier = auth.TokenVerifier(settings)
         app.state.rate_limiter = auth.RateLimiter(settings.rate_per_s, settings.rate_burst)
+        app.state.failure_limiter = auth.RateLimiter(settings.auth_failures_per_s,
+                                                     settings.auth_failure_burst)
         app.state.oidc = oidc_verifier(settings)
         app.state.console_verdicts = VerdictCache(ConsoleSettings())
         try:

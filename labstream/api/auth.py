@@ -122,7 +122,17 @@ def bearer_token(request: Request) -> str:
 
 
 async def authenticate(request: Request, conn: psycopg.AsyncConnection) -> Principal:
-    """The caller, rate-limited per credential (429) before the costly checks."""
+    """The caller, rate-limited per credential (429) before the costly checks; a client
+    address that keeps failing is rate-limited too (guessing costs it time)."""
+    try:
+        return await _authenticate(request, conn)
+    except Unauthenticated:
+        failures: RateLimiter = request.app.state.failure_limiter
+        failures.take(f"ip:{request.client.host if request.client else '?'}")
+        raise
+
+
+async def _authenticate(request: Request, conn: psycopg.AsyncConnection) -> Principal:
     token = bearer_token(request)
     state = request.app.state
     limiter: RateLimiter = state.rate_limiter

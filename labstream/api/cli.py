@@ -30,6 +30,7 @@ def api(host: str | None, port: int | None) -> None:
             host=host or settings.host,
             port=port if port is not None else settings.port,
             log_config=None,  # keep labstream's key=value logging
+            server_header=False,  # no "server: uvicorn": nothing to fingerprint
         )
     finally:
         shutdown_tracing()

@@ -20,6 +20,11 @@ class ApiSettings(BaseSettings):
         "Requests per second each credential may make on average (token bucket)."))
     rate_burst: int = Field(default=60, ge=1, description=(
         "Requests a credential may make at once before the rate applies."))
+    auth_failures_per_s: float = Field(default=1.0, gt=0, description=(
+        "Failed authentications per second a client address may make on average (429 "
+        "beyond): behind a proxy, set FORWARDED_ALLOW_IPS so the address is the client's."))
+    auth_failure_burst: int = Field(default=30, ge=1, description=(
+        "Failed authentications a client address may make at once."))
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=512 * 1024, description=(
         "Largest request body (413 above). Each experiment becomes one Kafka record "
         "holding the row before and after a change, so a row must stay well under "

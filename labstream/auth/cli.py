@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import click
 import psycopg
 
+from base.errors import ConfigError
 from labstream.auth.tokens import Role
 
 
-def _connect() -> psycopg.Connection:
-    from base.db import connect
+@contextmanager
+def _connect() -> Iterator[psycopg.Connection]:
+    from base.db import connect, mask_url, resolve_url
 
-    return connect()
+    with connect() as conn:
+        try:
+            yield conn
+        except psycopg.errors.UndefinedTable as exc:
+            raise ConfigError(
+                f"{mask_url(resolve_url(None))} has no API token tables (migration 0008)",
+                hint="labstream db migrate (is LABSTREAM_DATABASE_URL the lab DB?)") from exc
 
 
 @click.group("tokens")

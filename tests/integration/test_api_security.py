@@ -122,8 +122,13 @@ def assert_error(response: Any, status: int) -> dict[str, Any]:
     return dict(body)
 
 
-def test_every_data_endpoint_answers_401_without_a_valid_credential(client, tenants):
+def test_every_data_endpoint_answers_401_without_a_valid_credential(database_url, tenants):
     ours, _ = tenants
+    for client, _ in app_client(database_url, auth_failure_burst=1000):
+        refuses_everything_without_a_credential(client, ours)
+
+
+def refuses_everything_without_a_credential(client: TestClient, ours: Tenant) -> None:
     wrong_secret = ours.auth["Authorization"][:-5] + "AAAAA"
     refused = [{}, {"X-Lab-Tenant": ours.id}, {"Authorization": "Bearer nonsense"},
                {"Authorization": f"Basic {ours.auth['Authorization'][7:]}"},
@@ -137,6 +142,16 @@ def test_every_data_endpoint_answers_401_without_a_valid_credential(client, tena
             assert ours.experiment not in response.text and "Traceback" not in body["error"]
     # the same requests with the token get past authentication
     assert client.get(f"/experiments/{ours.experiment}", headers=ours.auth).status_code == 200
+
+
+def test_a_client_that_keeps_failing_to_authenticate_is_slowed_down(database_url, tenants):
+    ours, _ = tenants
+    bad = {"Authorization": "Bearer lst_0123456789abcdef_" + "x" * 43}
+    for client, _ in app_client(database_url, auth_failures_per_s=0.2, auth_failure_burst=3):
+        answers = [client.get("/experiments", headers=bad).status_code for _ in range(4)]
+        assert answers == [401, 401, 401, 429]
+        # a valid credential from the same address still gets in
+        assert client.get("/experiments", headers=ours.auth).status_code == 200
 
 
 def test_another_tenants_things_answer_404_like_things_that_do_not_exist(client, tenants):
