@@ -247,6 +247,23 @@ def test_an_operator_reads_any_tenant_and_every_request_is_audited(client, tenan
             (token_id(operator_token),))
 
 
+def test_no_audit_row_no_data(database_url, tenants, api_token):
+    """If the audit row cannot be written, the operator gets an error, never the data."""
+    ours, _ = tenants
+    operator = {**bearer(api_token(None, "operator")), "X-Lab-Tenant": ours.id}
+    for client, _ in app_client(database_url):
+        assert client.get(f"/experiments/{ours.experiment}", headers=operator
+                          ).status_code == 200
+        execute(database_url, "REVOKE INSERT ON labstream.operator_audit FROM CURRENT_USER")
+        try:
+            client_errors = TestClient(client.app, raise_server_exceptions=False)
+            refused = client_errors.get(f"/experiments/{ours.experiment}", headers=operator)
+        finally:
+            execute(database_url, "GRANT INSERT ON labstream.operator_audit TO CURRENT_USER")
+        body = assert_error(refused, 500)
+        assert ours.experiment not in refused.text and "trace id" in body["hint"]
+
+
 def test_a_foreign_traceparent_cannot_take_a_trace_away(client, tenants, database_url):
     """Regression (issue 14): one request of tenant B carrying A's traceparent made A's
     trace unreadable to A for good."""
