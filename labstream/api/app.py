@@ -326,6 +326,10 @@ def create_app(
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             kwargs={"application_name": "labstream-api"},
+            # a connection that died (PostgreSQL restarted) is replaced before use, not
+            # handed to a request; while the DB is down, answer 503 after timeout_s
+            check=AsyncConnectionPool.check_connection,
+            timeout=settings.pool_timeout_s,
             open=False,
         )
         await pool.open()

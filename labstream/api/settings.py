@@ -13,6 +13,8 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
     pool_min_size: int = Field(default=1, ge=0, description="Lab DB connections kept open.")
     pool_max_size: int = Field(default=8, ge=1, description="Most lab DB connections at once.")
+    pool_timeout_s: float = Field(default=10.0, gt=0, description=(
+        "Seconds a request waits for a lab DB connection before answering 503."))
     auth_cache_s: float = Field(default=5.0, ge=0, le=60, description=(
         "Seconds a verified token is trusted without looking at its row again: a revoked "
         "token is refused at most this long after `labstream tokens revoke`."))

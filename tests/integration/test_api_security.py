@@ -24,10 +24,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from starlette.testclient import TestClient
 
+from base.settings import service_settings
 from labstream.api.app import create_app
 from labstream.api.settings import ApiSettings
 from labstream.api.store import API_SERVICE
 from labstream.cli import app as cli_app
+from labstream.stack import control, postgres
 from tracing.spanstore import DbSpanExporter
 
 pytestmark = pytest.mark.integration
@@ -388,3 +390,24 @@ def test_verifying_a_token_costs_one_scrypt_then_a_cache_hit(database_url, tenan
         for _ in range(20):
             assert client.get(f"/jobs/{ours.job}", headers=ours.auth).status_code == 200
         assert app.state.token_verifier.scrypt_checks == 1
+
+
+def test_the_api_answers_503_while_postgresql_restarts_and_recovers_alone(database_url,
+                                                                            tenants):
+    """PostgreSQL stopped under a running API: 503 in the one error shape (not 500, no
+    traceback), then every request succeeds again once it is back, with no restart."""
+    ours, _ = tenants
+    path = f"/experiments/{ours.experiment}"
+    paths = control.state_paths(service_settings())
+    # cache time 0: the token's row must be read from the restarted database too
+    for client, _ in app_client(database_url, pool_timeout_s=2, auth_cache_s=0):
+        assert client.get(path, headers=ours.auth).status_code == 200
+        assert postgres.stop(paths), "the local PostgreSQL was not running"
+        try:
+            down = client.get(path, headers=ours.auth)
+        finally:
+            control.up()
+        body = assert_error(down, 503)
+        assert "did not answer" in body["error"]
+        answers = [client.get(path, headers=ours.auth).status_code for _ in range(5)]
+        assert answers == [200] * 5, answers
