@@ -125,11 +125,15 @@ async def authenticate(request: Request, conn: psycopg.AsyncConnection) -> Princ
     """The caller, rate-limited per credential (429) before the costly checks; a client
     address that keeps failing is rate-limited too (guessing costs it time)."""
     try:
-        return await _authenticate(request, conn)
+        principal = await _authenticate(request, conn)
     except Unauthenticated:
         failures: RateLimiter = request.app.state.failure_limiter
         failures.take(f"ip:{request.client.host if request.client else '?'}")
         raise
+    if principal.role is Role.OPERATOR:  # every use, refused ones included
+        await audit(conn, principal, request,
+                    request.headers.get(TENANT_HEADER, "").strip() or None)
+    return principal
 
 
 async def _authenticate(request: Request, conn: psycopg.AsyncConnection) -> Principal:
@@ -157,7 +161,7 @@ def check_role(principal: Principal, method: str) -> None:
 
 async def tenant_of(request: Request, conn: psycopg.AsyncConnection,
                     principal: Principal) -> str:
-    """The tenant this request reads or writes; operators name it, and are audited."""
+    """The tenant this request reads or writes; operators name it (audited already)."""
     asked = request.headers.get(TENANT_HEADER, "").strip()
     if principal.role is not Role.OPERATOR:
         assert principal.tenant_id is not None
@@ -172,7 +176,6 @@ async def tenant_of(request: Request, conn: psycopg.AsyncConnection,
     if not asked:
         raise Forbidden("an operator credential must name the tenant it reads",
                         hint="send X-Lab-Tenant: <tenant id> (the request is audited)")
-    await audit(conn, principal, request, asked)
     if not await _tenant_exists(conn, asked):
         raise NotFound(f"no tenant {asked!r}")
     return asked
@@ -184,8 +187,8 @@ async def _tenant_exists(conn: psycopg.AsyncConnection, tenant_id: str) -> bool:
 
 
 async def audit(conn: psycopg.AsyncConnection, principal: Principal, request: Request,
-                tenant_id: str) -> None:
-    """One row per operator request, committed before any data is read."""
+                tenant_id: str | None) -> None:
+    """One row per operator request, committed before anything else is done for it."""
     from tracing.propagation import trace_id_hex
 
     await conn.execute(

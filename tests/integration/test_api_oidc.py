@@ -129,6 +129,10 @@ def test_an_oidc_operator_is_audited(client, signing_key, tenant, database_url):
         rows = conn.execute("SELECT subject, path FROM labstream.operator_audit "
                             "WHERE tenant_id = %s", (tenant,)).fetchall()
     assert rows == [("oidc:oncall-7", "/experiments")]
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the refused one named none
+        refused = conn.execute("DELETE FROM labstream.operator_audit WHERE subject = "
+                               "'oidc:oncall-7' AND tenant_id IS NULL RETURNING path").fetchall()
+    assert refused == [("/experiments",)]
 
 
 def test_bad_jwts_are_401(client, signing_key, tenant):

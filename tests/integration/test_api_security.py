@@ -236,14 +236,19 @@ def test_an_operator_reads_any_tenant_and_every_request_is_audited(client, tenan
         assert_error(submit(client, asked), 403)  # operators only read
     assert_error(client.get("/experiments", headers={**operator, "X-Lab-Tenant": "no-such-x"}),
                  404)
+    assert client.get("/auth/whoami", headers=operator).json()["role"] == "operator"
     audit = execute(database_url, "SELECT tenant_id, method, path FROM labstream.operator_audit"
                     " WHERE subject = %s ORDER BY id", (token_id(operator_token),))
-    assert audit == [
+    assert audit == [  # every use, refused ones included
+        (None, "GET", "/experiments"),
         (ours.id, "GET", f"/experiments/{ours.experiment}"),
         (ours.id, "GET", f"/traces/{ours.trace_id}"),
+        (ours.id, "POST", "/experiments"),
         (theirs.id, "GET", f"/experiments/{theirs.experiment}"),
         (theirs.id, "GET", f"/traces/{theirs.trace_id}"),
+        (theirs.id, "POST", "/experiments"),
         ("no-such-x", "GET", "/experiments"),
+        (None, "GET", "/auth/whoami"),
     ]
     execute(database_url, "DELETE FROM labstream.operator_audit WHERE subject = %s",
             (token_id(operator_token),))

@@ -24,15 +24,15 @@ CREATE TABLE IF NOT EXISTS labstream.api_tokens (
 );
 CREATE INDEX IF NOT EXISTS api_tokens_tenant_idx ON labstream.api_tokens (tenant_id);
 
--- Every request an operator credential makes, written before the answer is sent:
--- no audit row, no data.
+-- Every request an operator credential makes (refused ones too), committed before
+-- anything else is done for it: no audit row, no data.
 CREATE TABLE IF NOT EXISTS labstream.operator_audit (
     id          bigserial   PRIMARY KEY,
     at          timestamptz NOT NULL DEFAULT now(),
     subject     text        NOT NULL,  -- token id or OIDC `sub`
     method      text        NOT NULL,
     path        text        NOT NULL,
-    tenant_id   text        NOT NULL,  -- the tenant whose data was asked for
+    tenant_id   text,                  -- the tenant named (X-Lab-Tenant); NULL: none
     trace_id    text                   -- the request's own trace
 );
 CREATE INDEX IF NOT EXISTS operator_audit_at_idx ON labstream.operator_audit (at DESC);
