@@ -50,6 +50,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "api",
         "Serve the lab API (experiments, jobs, job logs, traces) over HTTP.",
     ),
+    "tokens": (
+        "labstream.auth.cli",
+        "tokens",
+        "API tokens for the lab API and console: create (shown once), list, revoke.",
+    ),
     "trace": (
         "tracing.cli",
         "trace",

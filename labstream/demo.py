@@ -40,6 +40,8 @@ class DemoReport:
     spans: int = 0
     example: dict[str, Any] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+    # a scientist token of the demo's tenant, to sign in to the console (shown once)
+    console: dict[str, str] = field(default_factory=dict)
 
 
 def _labstream_command() -> list[str]:
@@ -150,6 +152,23 @@ def example_job(database_url: str, since: float) -> dict[str, Any]:
     return dict(zip(keys, row, strict=True))
 
 
+def console_access(database_url: str) -> dict[str, str]:
+    """A one-day scientist token of the tenant with the newest experiment: the console
+    and the API need one (labstream tokens), and the demo's tenants are made up."""
+    from datetime import timedelta
+
+    from labstream.auth.tokens import Role, create_token
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT tenant_id FROM public.experiments "
+                           "ORDER BY created_at DESC LIMIT 1").fetchone()
+        if row is None:
+            return {}
+        token, stored = create_token(conn, role=Role.SCIENTIST, tenant_id=row[0],
+                                     name="labstream demo", expires_in=timedelta(days=1))
+    return {"tenant": str(row[0]), "token": token, "token_id": stored.id}
+
+
 def demo_totals(database_url: str, since: float) -> tuple[int, int]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         return job_reads.log_lines_since(conn, since), spanstore.spans_since(conn, since)
@@ -226,6 +245,7 @@ def run_demo(*, duration: float, rate: float, settle_s: float, echo: Any) -> Dem
     report.topics = topic_counts(settings.kafka_bootstrap_servers, prefix)
     report.log_lines, report.spans = demo_totals(database_url, since)
     report.example = example_job(database_url, since)
+    report.console = console_access(database_url)
     return report
 
 
@@ -246,7 +266,16 @@ def print_report(report: DemoReport, echo: Any) -> None:
         if example.get("experiment_id"):
             echo(f"  explain:    labstream explain {example['experiment_id']}")
     echo("  the events: labstream replay ls --topic lab.routed.hplc.completed --from -1h")
-    echo("  lab API:    labstream api   (then http://127.0.0.1:8080/)")
+    from labstream.api.settings import ApiSettings
+
+    echo(f"  lab API:    labstream api   (then http://127.0.0.1:{ApiSettings().port}/)")
+    if report.console:
+        access = report.console
+        echo(f"  sign in:    tenant {access['tenant']}: paste this token into the console, or send"
+             " it as Authorization: Bearer <token>")
+        echo(f"              {access['token']}")
+        echo(f"              (shown once; expires in a day; labstream tokens revoke "
+             f"{access['token_id']})")
     echo(f"  logs:       {report.logs.get('cdc')}  {report.logs.get('worker')}")
 
 

@@ -205,6 +205,10 @@ def run_command(
         return
     from replay import runner
 
+    if rerun_succeeded:  # fail before producing anything, not at the first record
+        from streams.replay_consent import require_consent_key
+
+        require_consent_key()
     _start_tracing()
     options = runner.with_batching(
         RedriveOptions(target_topic=target_topic, rate=rate, rerun_succeeded=rerun_succeeded)

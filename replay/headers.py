@@ -4,8 +4,11 @@ A replayed record keeps the original's headers except its trace context, and add
 
 - `labstream-replay-id`: the replay that produced it (`rp-...`);
 - `labstream-replay-of`: `topic/partition/offset` of the original record;
-- `labstream-replay-rerun-succeeded: true` only with `--rerun-succeeded`, telling
-  the trigger to launch a job again even if the same job key already succeeded.
+- `labstream-replay-rerun-succeeded: v1.<expires>.<hmac>` only with
+  `--rerun-succeeded`, telling the trigger to launch a job again even if the same
+  job key already succeeded. It is signed with LABSTREAM_REPLAY_CONSENT_KEY over
+  this record's key and value (`streams.replay_consent`): a producer without the
+  key cannot forge it, nor move it to another record.
 
 Each replayed record starts a new trace: a root PRODUCER span `replay <topic>`,
 linked to the original record's trace, whose context becomes the new
@@ -24,6 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from base.contracts import headers
+from streams import replay_consent
 from tracing import beeline
 from tracing.propagation import TRACEPARENT, TRACESTATE, extract_headers, inject_headers
 from tracing.semconv import creation_link, set_lab_attributes, set_send_attributes
@@ -59,8 +63,13 @@ def build_replay_headers(
     original_coordinates: str,
     context: Context | None = None,
     rerun_succeeded: bool = False,
+    record_key: bytes | None = None,
+    record_value: bytes | None = None,
 ) -> list[tuple[str, bytes]]:
     """The original headers with the replay's marks and `context`'s trace context.
+
+    `rerun_succeeded` signs the consent over `record_key` and `record_value` (the
+    bytes produced with these headers); it needs LABSTREAM_REPLAY_CONSENT_KEY.
 
     A replay of a replayed record points at the record it read (the newest copy);
     `labstream-replay-of` of the older copy is replaced, not stacked.
@@ -69,7 +78,9 @@ def build_replay_headers(
     headers.append((REPLAY_ID, replay_id.encode()))
     headers.append((REPLAY_OF, original_coordinates.encode()))
     if rerun_succeeded:
-        headers.append((RERUN_SUCCEEDED, b"true"))
+        headers.append((RERUN_SUCCEEDED, replay_consent.sign(
+            replay_consent.require_consent_key(), replay_id=replay_id, record_key=record_key,
+            record_value=record_value)))
     return inject_headers(headers, context)
 
 

@@ -164,6 +164,8 @@ class Redrive:
                 original_coordinates=record.coordinates,
                 context=current_context(),
                 rerun_succeeded=self.options.rerun_succeeded,
+                record_key=record.key_bytes,
+                record_value=record.value_bytes,
             )
             extra = {} if partition is None else {"partition": partition}
             while True:

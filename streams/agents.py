@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
-from base.contracts import headers
 from base.logs import kv
-from streams import codec, deadletter
+from streams import codec, deadletter, replay_consent
 from streams.codec import CdcDecoder, RoutedSerializer
 from streams.config import WorkerSettings
 from streams.enrich import GaveUp, enrich, enrich_waiting
@@ -39,7 +38,7 @@ from tracing.propagation import inject_headers, job_environment
 
 log = logging.getLogger(__name__)
 REPLAY_HEADER_PREFIX = "labstream-replay"
-RERUN_SUCCEEDED_HEADER = headers.RERUN_SUCCEEDED  # written by replay/headers.py
+RERUN_SUCCEEDED_HEADER = replay_consent.RERUN_SUCCEEDED_HEADER  # signed: see replay_consent
 SUBMIT_RETRY_S = 0.2
 SUBMIT_RETRY_MAX_S = 5.0
 
@@ -105,6 +104,7 @@ class RecordHandler:
         self.tracer = trace.get_tracer("streams.agents")
         self.processed = 0
         self.dead_lettered = 0
+        self.consent_key = replay_consent.consent_key()
 
     async def handle(self, raw: RawRecord) -> list[Awaitable[Any]]:
         """Process one record; returns the deliveries of what it produced (to ack after)."""
@@ -158,8 +158,10 @@ class RecordHandler:
         requests: list[Any] = []
         if outcome.unroutable is not None:
             decisions.append(_unroutable_decision(change, outcome.unroutable, self._clock()))
+        rerun = replay_consent.consented(raw.headers, key=self.consent_key, record_key=raw.key,
+                                         record_value=raw.value)
         for event in outcome.events:
-            made, wanted = self._decide(event)
+            made, wanted = self._decide(event, rerun_succeeded=rerun)
             decisions.extend(made)
             requests.extend(wanted)
         # every output of this record in one go: one broker round trip, one PRODUCER span
@@ -208,7 +210,8 @@ class RecordHandler:
         await self._send(deliveries, self.topics.routed_topics[event.kind],
                          RoutedSerializer.key(event), value, headers, source)
 
-    def _decide(self, event: RoutedEvent) -> tuple[list[Decision], list[Any]]:
+    def _decide(self, event: RoutedEvent, *,
+                rerun_succeeded: bool = False) -> tuple[list[Decision], list[Any]]:
         """The decisions for `event` and the job requests of the fired ones.
 
         Nothing is submitted here: a job is queued only once its decision is stored in
@@ -223,11 +226,10 @@ class RecordHandler:
                            and str(r.get("id")) == decision.rule_id)
                 rules_by_id[str(decision.rule_id)] = TriggerRule.from_row(row)
         results, requests = [], []
-        rerun = rerun_succeeded_requested(event.change.headers)
         for decision in decisions:
             if decision.outcome == "fired" and self.runner is not None:
                 decision, request = self._request(decision, rules_by_id[decision.rule_id or ""],
-                                                  rerun_succeeded=rerun)
+                                                  rerun_succeeded=rerun_succeeded)
                 if request is not None:
                     requests.append(request)
             kv(log, "info", "trigger decision", outcome=decision.outcome, reason=decision.reason,
@@ -300,13 +302,6 @@ class RecordHandler:
         await self._send(deliveries, self.topics.dlq, letter.key, letter.value, letter.headers,
                          raw.coordinates)
         self.dead_lettered += 1
-
-
-def rerun_succeeded_requested(headers: Headers) -> bool:
-    """`labstream replay run --execute --rerun-succeeded` marks its records with this header:
-    launch the job even if the same job key already succeeded (the runner honours it)."""
-    return any(name.lower() == RERUN_SUCCEEDED_HEADER and raw.strip().lower() == b"true"
-               for name, raw in headers)
 
 
 def _with(item: Any, **changes: Any) -> Any:

@@ -17,9 +17,9 @@ import uuid
 
 from confluent_kafka import Consumer
 
+from base.settings import service_settings
 from connectors.registry import registry_from_settings
 from connectors.serde import AvroDeserializer
-from base.settings import service_settings
 
 
 def main() -> int:

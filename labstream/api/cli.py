@@ -13,7 +13,8 @@ from labstream.api.settings import ApiSettings
 def api(host: str | None, port: int | None) -> None:
     """Serve the lab API: POST /experiments, GET experiments, jobs, job logs and traces.
 
-    Every request needs X-Lab-Tenant. Traces continue from traceparent or
+    Every data request needs Authorization: Bearer <token> (labstream tokens
+    create); the tenant comes from the token. Traces continue from traceparent or
     X-Honeycomb-Trace; spans go where LABSTREAM_TRACING_EXPORTERS says.
     """
     import uvicorn
@@ -29,6 +30,7 @@ def api(host: str | None, port: int | None) -> None:
             host=host or settings.host,
             port=port if port is not None else settings.port,
             log_config=None,  # keep labstream's key=value logging
+            server_header=False,  # no "server: uvicorn": nothing to fingerprint
         )
     finally:
         shutdown_tracing()

@@ -7,7 +7,7 @@
     GET  /traces/{id}/explain       -> {"headline", "explanation"} (`labstream explain --json`)
     POST /traces/{id}/spans         -> store the page's own span (the trace's front-end root)
 
-Every endpoint but the static files checks `X-Lab-Tenant` (see `app.tenant_scoped`).
+Every endpoint but the static files needs a bearer credential (see `app.tenant_scoped`).
 A trace is readable here only when every tenant it names is the caller's.
 """
 

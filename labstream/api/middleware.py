@@ -1,4 +1,6 @@
-"""ASGI middleware: one SERVER span per request, continuing the caller's trace.
+"""ASGI middleware: tracing, security headers, request limits.
+
+`TracingMiddleware`: one SERVER span per request, continuing the caller's trace.
 
 The incoming context is read with `extract_http_headers` (W3C `traceparent`
 first, then the beeline's `X-Honeycomb-Trace`). The span is named after the
@@ -17,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from labstream.api.exceptions import PayloadTooLarge, error_body
 from labstream.api.ops_routes import OPS_PATHS
 from tracing import beeline
 from tracing.metrics import HTTP_REQUESTS
@@ -81,3 +84,92 @@ def _on_response_start(span: trace.Span, message: Message) -> None:
     if trace_id.is_valid:
         extra.append((b"x-trace-id", format(trace_id.trace_id, "032x").encode()))
     message["headers"] = list(message.get("headers", [])) + extra
+
+
+# the console is same-origin static ES modules and CSS: nothing inline, no framing
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+_STATIC_PREFIX = "/console/"
+
+
+class SecurityHeadersMiddleware:
+    """CSP, nosniff, no framing, no referrer on every answer; no-store on data."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        data = not scope["path"].startswith(_STATIC_PREFIX)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [
+                    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                ]
+                if data:  # tenant data must not linger in browser or proxy caches
+                    extra.append((b"cache-control", b"no-store"))
+                kept = [(k, v) for k, v in message.get("headers", [])
+                        if k.lower() not in {name for name, _ in extra}]
+                message["headers"] = kept + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class LimitsMiddleware:
+    """Refuse a body over `max_body_bytes` (413, before reading it when Content-Length
+    says so, else as soon as the count passes it) and a NUL byte in the path (400)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await _answer(send, 400, "the URL holds a NUL byte", "remove it")
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _answer(send, 400, "Content-Length is not a number", None)
+                return
+            if int(declared) > self.max_body_bytes:
+                await _answer(send, 413, self._too_large(int(declared)), _BODY_HINT)
+                return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise PayloadTooLarge(self._too_large(received), hint=_BODY_HINT)
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+    def _too_large(self, size: int) -> str:
+        return f"the body is {size} bytes or more; the limit is {self.max_body_bytes} bytes"
+
+
+_BODY_HINT = "keep large data out of the experiment (LABSTREAM_API_MAX_BODY_BYTES)"
+
+
+async def _answer(send: Send, status: int, message: str, hint: str | None) -> None:
+    body = error_body(status, message, hint)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -10,7 +10,9 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from tracing.propagation import emit_db_trace_context_async
+from tracing.spanstore import StoredSpan
 
+API_SERVICE = "labstream-api"  # the service name `labstream api` exports its spans under
 EXPERIMENT_COLUMNS = (
     "id, tenant_id, kind, status, title, submitted_by, protocol, priority, "
     "created_at, updated_at, completed_at"
@@ -19,11 +21,6 @@ JOB_COLUMNS = (
     "id, rule_id, tenant_id, experiment_id, event_kind, backend, status, attempt, exit_code, "
     "error, trace_id, created_at, started_at, finished_at"
 )
-
-
-async def tenant_exists(conn: AsyncConnection, tenant_id: str) -> bool:
-    cursor = await conn.execute("SELECT 1 FROM public.tenants WHERE id = %s", (tenant_id,))
-    return await cursor.fetchone() is not None
 
 
 def new_experiment_id() -> str:
@@ -111,27 +108,63 @@ async def job_log_lines(
         return await cursor.fetchall()
 
 
-async def trace_tenants(conn: AsyncConnection, *, trace_id: str) -> set[str]:
-    """Every tenant a trace names, in its spans or its jobs."""
-    cursor = await conn.execute(
-        """
-        SELECT DISTINCT attributes ->> 'lab.tenant.id' FROM labstream.spans
-         WHERE trace_id = %(trace_id)s AND attributes ? 'lab.tenant.id'
-        UNION
-        SELECT DISTINCT tenant_id FROM public.jobs
-         WHERE trace_id = %(trace_id)s AND tenant_id IS NOT NULL
-        """,
-        {"trace_id": trace_id},
-    )
-    return {row[0] for row in await cursor.fetchall()}
+# Who a trace belongs to, best evidence first: the API's record of its first
+# authenticated writer; else the tenant of its earliest span that names one (a
+# forged traceparent only adds spans *later* than the owner's: the API stamps its
+# spans with its own clock); else the tenant of its first job.
+_TRACE_OWNER = """
+    SELECT tenant_id FROM (
+        SELECT 1 AS rank, tenant_id FROM labstream.trace_owners WHERE trace_id = %(trace_id)s
+        UNION ALL
+        (SELECT 2, attributes ->> 'lab.tenant.id' FROM labstream.spans
+          WHERE trace_id = %(trace_id)s AND attributes ? 'lab.tenant.id'
+          ORDER BY start_time_unix_nano, span_id LIMIT 1)
+        UNION ALL
+        (SELECT 3, tenant_id FROM public.jobs
+          WHERE trace_id = %(trace_id)s AND tenant_id IS NOT NULL
+          ORDER BY created_at LIMIT 1)
+    ) evidence ORDER BY rank LIMIT 1
+"""
+
+
+async def trace_owner(conn: AsyncConnection, *, trace_id: str) -> str | None:
+    cursor = await conn.execute(_TRACE_OWNER, {"trace_id": trace_id})
+    row = await cursor.fetchone()
+    return row[0] if row else None
 
 
 async def trace_belongs_to(conn: AsyncConnection, *, tenant_id: str, trace_id: str) -> bool:
-    """A trace is the tenant's only when every tenant it names is that tenant.
+    """The trace is the tenant's when the tenant started it (`trace_owner`).
 
-    "Any span names the tenant" is not enough: a caller can send any traceparent,
-    so tenant A could attach one span tagged A to tenant B's trace and then read
-    it. With this rule such a forged span makes the trace unreadable for both,
-    and nothing leaks.
+    Spans another tenant planted in it with a forged traceparent change nothing:
+    the owner still reads it (without those spans, see `own_spans`), they never do.
     """
-    return await trace_tenants(conn, trace_id=trace_id) == {tenant_id}
+    return await trace_owner(conn, trace_id=trace_id) == tenant_id
+
+
+async def claim_trace(conn: AsyncConnection, *, trace_id: str, tenant_id: str,
+                      claimed_by: str) -> str:
+    """Record the tenant as the trace's owner unless someone else started it; the owner."""
+    owner = await trace_owner(conn, trace_id=trace_id)
+    if owner is not None and owner != tenant_id:
+        return owner
+    await conn.execute(
+        "INSERT INTO labstream.trace_owners (trace_id, tenant_id, claimed_by) "
+        "VALUES (%s, %s, %s) ON CONFLICT (trace_id) DO NOTHING",
+        (trace_id, tenant_id, claimed_by))
+    # two first writers at once: the row that won decides
+    cursor = await conn.execute(
+        "SELECT tenant_id FROM labstream.trace_owners WHERE trace_id = %s", (trace_id,))
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def own_spans(spans: list[StoredSpan], tenant_id: str) -> list[StoredSpan]:
+    """Leave out spans planted with a forged traceparent: those naming another tenant,
+    and the API's own request spans that name none (every authenticated request's span
+    names its tenant, so those are requests that failed authentication)."""
+    return [span for span in spans
+            if span.attributes.get("lab.tenant.id", tenant_id) == tenant_id
+            and not (span.service_name == API_SERVICE and span.kind == "SERVER"
+                     and "lab.tenant.id" not in span.attributes)]

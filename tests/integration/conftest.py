@@ -7,12 +7,17 @@ service that cannot be reached fails the run loudly: these tests never skip.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+from api_helpers import make_token, token_id
 
 from base.errors import LabstreamError
 from base.settings import service_settings
@@ -47,6 +52,9 @@ def _migrate(database_url: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def stack() -> StackInfo:
+    # replay's --rerun-succeeded consent is signed with this key, which the worker
+    # checks; subprocesses started by the tests inherit it
+    os.environ.setdefault("LABSTREAM_REPLAY_CONSENT_KEY", secrets.token_hex(32))
     settings = service_settings()
     try:
         statuses = control.up()
@@ -90,3 +98,22 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     if not slug[0].isalpha():
         slug = f"t{slug}"[:22]
     return f"{slug}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def api_token(database_url: str) -> Iterator[Callable[..., str]]:
+    """`api_token(tenant, role="scientist")` -> a lab API token (`bearer(token)` for headers).
+
+    role: scientist, viewer or operator (tenant None). Operator tokens are deleted
+    afterwards; the others go with their tenant.
+    """
+    made: list[str] = []
+
+    def make(tenant: str | None, role: str = "scientist") -> str:
+        token = make_token(database_url, tenant, role)
+        made.append(token_id(token))
+        return token
+
+    yield make
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM labstream.api_tokens WHERE id = ANY(%s)", (made,))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_helpers import make_token
 from explain_helpers import REPO, Chain, chain, execute, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -145,6 +146,22 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             context.close()
 
 
+def wait_js(page: Any, expression: str, timeout_s: float = 30) -> None:
+    """Poll a page expression through the DevTools protocol: Playwright's own
+    wait_for_function evals in the page, which the console's CSP (no unsafe-eval) blocks."""
+    wait_for(lambda: bool(page.evaluate(expression)), timeout_s, expression)
+
+
+def sign_in(page: Any, token: str) -> None:
+    """Type the token into the sign-in form (replacing what is there) and wait until the
+    console has checked it and keeps it for the tab."""
+    page.focus("#token-input")
+    page.keyboard.press("Control+a")
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    wait_js(page, f"sessionStorage.getItem('labstream.token') === {json.dumps(token)}")
+
+
 def submitted(page: Any, sent: list[str]) -> tuple[str, str, str]:
     """(experiment id, trace id shown, traceparent sent) of the submission just made."""
     page.wait_for_selector("#submitted-trace")
@@ -188,16 +205,22 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     browser_context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console_url)
     page = browser_context.new_page()
     sent_headers = record_traceparents(page)
-    page.goto(f"{console_url}/console/?tenant={tenant}")
+    page.goto(f"{console_url}/console/")
+    assert page.inner_text("main h2") == "Sign in"
+    sign_in(page, make_token(lab_chain.database_url, tenant))
     assert page.inner_text("#tenant-shown") == tenant
+    page.reload()  # the credential stays for this tab (sessionStorage)
+    page.wait_for_selector("#tenant-shown")
+    assert page.inner_text("#tenant-shown") == tenant
+    assert page.evaluate("document.cookie") == ""  # nothing the browser sends by itself
     page.evaluate("window.__notReloaded = true")
-    # focus order by Tab follows the page: skip link, home, tenant box, views, the form
+    # focus order by Tab follows the page: skip link, home, sign-in box, views, the form
     stops = []
     for _ in range(7):
         page.keyboard.press("Tab")
         stops.append(page.evaluate("(e => e.id || e.className || e.textContent.trim())"
                                    "(document.activeElement)"))
-    assert stops == ["skip-link", "labstream lab console", "tenant-input", "Use tenant",
+    assert stops == ["skip-link", "labstream lab console", "token-input", "Sign in",
                      "Experiments", "kind", "title"], stops
 
     # 1. submit by mouse: the page makes the traceparent, the API continues it
@@ -229,7 +252,7 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
                             "getComputedStyle(document.activeElement).outlineStyle]")
     assert focused[0] == "submit-button" and focused[1] != "none", focused
     page.keyboard.press("Enter")
-    page.wait_for_function(f"document.querySelector('#submitted-experiment')?.textContent "
+    wait_js(page, f"document.querySelector('#submitted-experiment')?.textContent "
                            f"!== {json.dumps(experiment_id)}")
     failed_experiment, failed_trace, failed_sent = submitted(page, sent_headers)
     assert failed_sent.split("-")[1] == failed_trace
@@ -243,14 +266,14 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.click(f"{row} .jobs a")
     page.wait_for_selector("#job-exit-code")
     assert page.inner_text("#job-exit-code") == "0"
-    page.wait_for_function("document.querySelectorAll('#job-log li').length >= 2")
+    wait_js(page, "document.querySelectorAll('#job-log li').length >= 2")
     log_text = page.inner_text("#job-log")
     assert f"summarising {experiment_id}" in log_text and "purity_pct=97.1" in log_text
     replay = page.input_value("#replay-execute")
     assert re.fullmatch(rf"labstream replay run --offsets {lab_chain.name}\.public\.experiments"
                         r":0:\d+ --execute --rerun-succeeded", replay), replay
     page.get_by_role("button", name="Copy the re-drive command").click()
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Copied')")
+    wait_js(page, "document.getElementById('status').textContent.startsWith('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == replay
     # the dry-run command, as shown, runs and finds the record that fired our rule
     dry_run = page.input_value("#replay-dry-run")
@@ -269,8 +292,8 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.click("a[href^='#/traces/']")
     assert page.inner_text("#trace-id") == trace_id
     wait_for_trace(page, rule_id)
-    page.wait_for_function("document.getElementById('verdict-headline').textContent"
-                           ".startsWith('the job succeeded')", timeout=60_000)
+    wait_js(page, "document.getElementById('verdict-headline').textContent"
+                           ".startsWith('the job succeeded')", timeout_s=60)
     root = page.eval_on_selector("#waterfall tbody tr", "r => r.dataset.service")
     assert root == "labstream-console"
     page.screenshot(path=str(SCREENSHOTS / "console-trace.png"), full_page=True)
@@ -280,14 +303,14 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.click(f"{failed_row} .jobs a")
     page.wait_for_selector("#job-exit-code")
     assert page.inner_text("#job-exit-code") == "2"
-    page.wait_for_function("[...document.querySelectorAll('#job-log li')].some("
+    wait_js(page, "[...document.querySelectorAll('#job-log li')].some("
                            "li => li.textContent.includes('not calibrated'))")
     page.screenshot(path=str(SCREENSHOTS / "console-job.png"), full_page=True)
     page.click("a[href^='#/traces/']")
     assert page.inner_text("#trace-id") == failed_trace
     wait_for_trace(page, rule_id)
-    page.wait_for_function("document.getElementById('verdict-headline').textContent"
-                           ".startsWith('the job failed: exit code 2')", timeout=60_000)
+    wait_js(page, "document.getElementById('verdict-headline').textContent"
+                           ".startsWith('the job failed: exit code 2')", timeout_s=60)
     assert "column C18 is not calibrated" in page.inner_text("#verdict-headline")
     assert page.query_selector("#waterfall tr.span-error") is not None
     page.screenshot(path=str(SCREENSHOTS / "console-trace-failed.png"), full_page=True)
@@ -311,14 +334,20 @@ def test_console_shows_nothing_of_another_tenant(lab_chain, console_url, browser
             "backend, status) VALUES (%s, %s, 'r-staged', %s, 'local', 'queued')",
             (job_id, job_id, owner))
     page = browser_context.new_page()
-    page.goto(f"{console_url}/console/?tenant={other}#/jobs/{job_id}")
-    page.wait_for_function("document.getElementById('status').textContent.includes('no job')")
-    assert page.query_selector("#job-summary dl") is None
-    # the tenant picker, by keyboard: the owner sees the same job
-    page.focus("#tenant-input")
-    page.keyboard.press("Control+a")
-    page.keyboard.type(owner)
+    page.goto(f"{console_url}/console/#/jobs/{job_id}")
+    assert page.inner_text("main h2") == "Sign in"  # a new tab: not signed in
+    # a wrong token is refused and nothing is kept
+    sign_in_attempt = "lst_0000000000000000_" + "x" * 43
+    page.focus("#token-input")
+    page.keyboard.type(sign_in_attempt)
     page.keyboard.press("Enter")
+    wait_js(page, "document.getElementById('status').textContent.includes('invalid')")
+    assert page.evaluate("sessionStorage.getItem('labstream.token')") is None
+    sign_in(page, make_token(lab_chain.database_url, other))
+    wait_js(page, "document.getElementById('status').textContent.includes('no job')")
+    assert page.query_selector("#job-summary dl") is None
+    # signed in with the owner's token, by keyboard: the owner sees the same job
+    sign_in(page, make_token(lab_chain.database_url, owner))
     page.wait_for_selector("#job-summary dl")
     assert page.inner_text("#tenant-shown") == owner
     assert "r-staged" in page.inner_text("#job-summary")

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from api_helpers import bearer, make_token
 from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 from explain_helpers import (
@@ -123,7 +124,8 @@ def submit_and_complete(lab_chain: Chain, api: tuple[TestClient, Any], headers: 
                  "{payload.run_id}"],
         env={"OTEL_EXPORTER_OTLP_ENDPOINT": lab_chain.otlp_endpoint or ""})
     response = client.post("/experiments", json={"kind": "hplc", "submitted_by": "ada"},
-                           headers={"X-Lab-Tenant": tenant, **headers})
+                           headers={**bearer(make_token(lab_chain.database_url, tenant)),
+                                    **headers})
     assert response.status_code == 201, response.text
     body = response.json()
     lab_chain.complete_run(body["id"], instrument, response.headers["traceparent"], provider)

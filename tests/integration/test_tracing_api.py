@@ -1,9 +1,13 @@
-"""The lab API against the real lab DB: trace continuation, DB trace context, tenants."""
+"""The lab API against the real lab DB: trace continuation, DB trace context, tenants.
+
+Each staged tenant gets a scientist token; `as_(tenant)` gives its Authorization header.
+"""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
+from api_helpers import bearer
 from beeline.propagation import PropagationContext
 from beeline.propagation.honeycomb import marshal_propagation_context
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,15 +23,24 @@ pytestmark = pytest.mark.integration
 
 INCOMING_TRACE = "0af7651916cd43dd8448eb211c80319c"
 INCOMING_SPAN = "b7ad6b7169203331"
+_AUTH: dict[str, dict[str, str]] = {}  # tenant -> Authorization header, filled by `tenants`
+
+
+def as_(tenant: str, **more: str) -> dict[str, str]:
+    return {**_AUTH[tenant], **more}
 
 
 @pytest.fixture
-def tenants(database_url: str, unique_name: str):
+def tenants(database_url: str, unique_name: str, api_token):
     mine, theirs = f"{unique_name}-a", f"{unique_name}-b"
     with psycopg.connect(database_url, autocommit=True) as conn:
         for tenant in (mine, theirs):
             conn.execute("INSERT INTO public.tenants (id, name) VALUES (%s, %s)", (tenant, tenant))
+    for tenant in (mine, theirs):
+        _AUTH[tenant] = bearer(api_token(tenant))
     yield mine, theirs
+    for tenant in (mine, theirs):
+        _AUTH.pop(tenant, None)
     with psycopg.connect(database_url, autocommit=True) as conn:
         for tenant in (mine, theirs):
             conn.execute(
@@ -57,7 +70,7 @@ def traced_client(database_url: str):
 def submit(client: TestClient, tenant: str, headers: dict | None = None, **body):
     payload = {"kind": "hplc", "submitted_by": "ada", **body}
     return client.post(
-        "/experiments", json=payload, headers={"X-Lab-Tenant": tenant, **(headers or {})}
+        "/experiments", json=payload, headers=as_(tenant, **(headers or {}))
     )
 
 
@@ -116,12 +129,13 @@ def test_tenants_only_see_their_own_experiments(traced_client, tenants):
     mine, theirs = tenants
     experiment_id = submit(client, mine).json()["id"]
     path = f"/experiments/{experiment_id}"
-    assert client.get(path, headers={"X-Lab-Tenant": mine}).json()["id"] == experiment_id
-    assert client.get(path, headers={"X-Lab-Tenant": theirs}).status_code == 404
-    assert client.get(f"{path}/jobs", headers={"X-Lab-Tenant": theirs}).status_code == 404
+    assert client.get(path, headers=as_(mine)).json()["id"] == experiment_id
+    assert client.get(path, headers=as_(theirs)).status_code == 404
+    assert client.get(f"{path}/jobs", headers=as_(theirs)).status_code == 404
     missing = client.get(path)
-    assert missing.status_code == 400 and "X-Lab-Tenant" in missing.json()["error"]
-    assert client.get(path, headers={"X-Lab-Tenant": "no-such-tenant-x"}).status_code == 403
+    assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
+    # naming another tenant with the old header does not switch tenants
+    assert client.get(path, headers=as_(theirs, **{"X-Lab-Tenant": mine})).status_code == 403
 
 
 def test_jobs_and_logs_of_an_experiment(traced_client, tenants, database_url, unique_name):
@@ -141,24 +155,27 @@ def test_jobs_and_logs_of_an_experiment(traced_client, tenants, database_url, un
                 "VALUES (%s, %s, 'stdout', %s)",
                 (job_id, seq, line),
             )
-    jobs = client.get(f"/experiments/{experiment_id}/jobs", headers={"X-Lab-Tenant": mine})
+    jobs = client.get(f"/experiments/{experiment_id}/jobs", headers=as_(mine))
     assert [job["id"] for job in jobs.json()["jobs"]] == [job_id]
-    logs = client.get(f"/jobs/{job_id}/logs?after=0", headers={"X-Lab-Tenant": mine})
+    logs = client.get(f"/jobs/{job_id}/logs?after=0", headers=as_(mine))
     assert [line["line"] for line in logs.json()["lines"]] == ["peak found", "done"]
-    assert client.get(f"/jobs/{job_id}/logs", headers={"X-Lab-Tenant": theirs}).status_code == 404
+    assert client.get(f"/jobs/{job_id}/logs", headers=as_(theirs)).status_code == 404
 
 
 def test_trace_endpoint_returns_the_stored_spans_to_their_tenant_only(traced_client, tenants):
     client, _ = traced_client
     mine, theirs = tenants
     trace_id = submit(client, mine).json()["trace_id"]
-    response = client.get(f"/traces/{trace_id}", headers={"X-Lab-Tenant": mine})
+    response = client.get(f"/traces/{trace_id}", headers=as_(mine))
     assert response.status_code == 200, response.text
     document = response.json()
     names = [span["name"] for span in document["spans"]]
     assert names == ["POST /experiments", "insert experiment"]
     assert document["spans"][1]["parent_span_id"] == document["spans"][0]["span_id"]
-    assert client.get(f"/traces/{trace_id}", headers={"X-Lab-Tenant": theirs}).status_code == 404
+    assert client.get(f"/traces/{trace_id}", headers=as_(theirs)).status_code == 404
+    # and the owner still reads it, without the planted span
+    document = client.get(f"/traces/{trace_id}", headers=as_(mine)).json()
+    assert {span["attributes"].get("lab.tenant.id") for span in document["spans"]} <= {mine, None}
 
 
 def test_invalid_bodies_are_422_and_duplicates_409(traced_client, tenants):
@@ -180,7 +197,7 @@ def test_a_forged_traceparent_does_not_open_another_tenants_trace(
     client, _ = traced_client
     mine, theirs = tenants
     trace_id = submit(client, mine).json()["trace_id"]
-    forged = {"X-Lab-Tenant": theirs, "traceparent": f"00-{trace_id}-{INCOMING_SPAN}-01"}
+    forged = as_(theirs, traceparent=f"00-{trace_id}-{INCOMING_SPAN}-01")
     client.get("/experiments", headers=forged)
     with psycopg.connect(database_url, autocommit=True) as conn:
         planted = conn.execute(
@@ -189,7 +206,10 @@ def test_a_forged_traceparent_does_not_open_another_tenants_trace(
             (trace_id, theirs),
         ).fetchone()
     assert planted is not None and planted[0] >= 1, "the forged span should be stored"
-    assert client.get(f"/traces/{trace_id}", headers={"X-Lab-Tenant": theirs}).status_code == 404
+    assert client.get(f"/traces/{trace_id}", headers=as_(theirs)).status_code == 404
+    # and the owner still reads it, without the planted span
+    document = client.get(f"/traces/{trace_id}", headers=as_(mine)).json()
+    assert {span["attributes"].get("lab.tenant.id") for span in document["spans"]} <= {mine, None}
 
 
 def test_metrics_health_and_readiness_need_no_tenant_and_make_no_span(traced_client, tenants):

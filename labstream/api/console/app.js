@@ -1,6 +1,6 @@
-// The lab console: tenant picker, hash router (#/, #/jobs/<id>, #/traces/<id>), polling.
+// The lab console: sign-in, hash router (#/, #/jobs/<id>, #/traces/<id>), polling.
 
-import { currentTenant, setTenant } from "./api.js";
+import { currentTenant, signIn } from "./api.js";
 import { el } from "./dom.js";
 import { experimentsView } from "./experiments.js";
 import { jobView } from "./job.js";
@@ -47,14 +47,13 @@ function poller() {
 
 function route() {
   const tenant = currentTenant();
-  document.getElementById("tenant-input").value = tenant;
   const [, view, id] = location.hash.replace(/^#\/?/, "/").split("/");
   const context = { announce, poll: poller() };
   const trail = [el("a", { href: "#/" }, "Experiments")];
   if (!tenant) {
-    main.replaceChildren(el("h2", {}, "Choose a tenant"),
-      el("p", {}, "Type your tenant id at the top and press “Use tenant”, or open the console with ?tenant=<id>."));
-    document.getElementById("tenant-input").focus();
+    main.replaceChildren(el("h2", {}, "Sign in"),
+      el("p", {}, "Paste your API token at the top and press “Sign in” (make one with `labstream tokens create`). It is kept for this tab only."));
+    document.getElementById("token-input").focus();
   } else if (view === "jobs" && id) {
     trail.push(el("span", { "aria-current": "page" }, `Job ${decodeURIComponent(id)}`));
     jobView(main, decodeURIComponent(id), context);
@@ -68,15 +67,16 @@ function route() {
     tenant ? el("p", { class: "tenant-shown" }, "Tenant: ", el("strong", { id: "tenant-shown" }, tenant)) : null);
 }
 
-document.getElementById("tenant-form").addEventListener("submit", (event) => {
+document.getElementById("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const input = document.getElementById("tenant-input");
-  if (!input.checkValidity()) {
-    announce("A tenant id is lower-case letters, digits, '.', '_' or '-'", "error");
-    return;
+  const input = document.getElementById("token-input");
+  try {
+    const who = await signIn(input.value);
+    input.value = "";
+    announce(`Signed in as ${who.role}${who.tenant_id ? ` of tenant ${who.tenant_id}` : ""}`);
+  } catch (error) {
+    announce(`${error.message}${error.hint ? ` (${error.hint})` : ""}`, "error");
   }
-  setTenant(input.value);
-  announce(`Showing tenant ${input.value.trim()}`);
   route();
 });
 
