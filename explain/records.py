@@ -13,6 +13,9 @@ from typing import Any
 
 from explain.kafkascan import header
 from explain.model import CdcRecord, DecisionRecord
+from streams.agents import REPLAY_HEADER_PREFIX
+
+REPLAY_OF_HEADER = f"{REPLAY_HEADER_PREFIX}-of"  # replay/headers.py REPLAY_OF
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -66,7 +69,12 @@ def cdc_record(record: Any, table: str, deserializer: Any) -> CdcRecord | None:
         status=row.get("status"), source_ts_ms=source.get("ts_ms"),
         trace_id=trace_id_of_record(record),
         headers=tuple(name for name, _ in record.headers or ()),
+        replay_of=_text(header(record, REPLAY_OF_HEADER)),
     )
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", "replace")
 
 
 def decision_record(raw: Any) -> DecisionRecord | None:
