@@ -25,6 +25,11 @@ pytestmark = pytest.mark.integration
 NS = 1_000_000_000
 
 
+def headers_for(tenant: str) -> dict[str, str]:
+    """The one place this module says who is asking (the tenant today; a token later)."""
+    return {"X-Lab-Tenant": tenant}
+
+
 @dataclass(frozen=True)
 class Staged:
     tenant: str
@@ -94,7 +99,7 @@ def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestC
 
 def test_experiments_list_shows_only_the_tenants_own_with_jobs_and_trace(client, tenants):
     ours, theirs = tenants
-    response = client.get("/experiments", headers={"X-Lab-Tenant": ours.tenant})
+    response = client.get("/experiments", headers=headers_for(ours.tenant))
     assert response.status_code == 200, response.text
     experiments = response.json()["experiments"]
     assert [e["id"] for e in experiments] == [ours.experiment]  # not theirs.experiment
@@ -108,15 +113,15 @@ def test_experiments_list_shows_only_the_tenants_own_with_jobs_and_trace(client,
 
 def test_experiments_list_needs_a_known_tenant(client, tenants):
     assert client.get("/experiments").status_code == 400
-    assert client.get("/experiments", headers={"X-Lab-Tenant": "no-such-tenant-x"}
+    assert client.get("/experiments", headers=headers_for("no-such-tenant-x")
                       ).status_code == 403
-    assert client.get("/experiments?limit=x", headers={"X-Lab-Tenant": tenants[0].tenant}
+    assert client.get("/experiments?limit=x", headers=headers_for(tenants[0].tenant)
                       ).status_code == 422
 
 
 def test_job_view_gives_exit_status_and_replay_command(client, tenants):
     ours, _ = tenants
-    response = client.get(f"/jobs/{ours.job}", headers={"X-Lab-Tenant": ours.tenant})
+    response = client.get(f"/jobs/{ours.job}", headers=headers_for(ours.tenant))
     assert response.status_code == 200, response.text
     job = response.json()
     assert (job["status"], job["exit_code"], job["finished"]) == ("failed", 2, True)
@@ -130,19 +135,19 @@ def test_job_view_gives_exit_status_and_replay_command(client, tenants):
 
 def test_another_tenants_job_is_not_found(client, tenants):
     ours, theirs = tenants
-    headers = {"X-Lab-Tenant": ours.tenant}
+    headers = headers_for(ours.tenant)
     for path in (f"/jobs/{theirs.job}", f"/jobs/{theirs.job}/logs"):
         response = client.get(path, headers=headers)
         assert response.status_code == 404, (path, response.text)
         assert theirs.tenant not in response.text
     # the owner sees it
-    assert client.get(f"/jobs/{theirs.job}", headers={"X-Lab-Tenant": theirs.tenant}
+    assert client.get(f"/jobs/{theirs.job}", headers=headers_for(theirs.tenant)
                       ).status_code == 200
 
 
 def test_another_tenants_trace_verdict_and_span_are_refused(client, tenants, database_url):
     ours, theirs = tenants
-    headers = {"X-Lab-Tenant": ours.tenant}
+    headers = headers_for(ours.tenant)
     assert client.get(f"/traces/{theirs.trace_id}/explain", headers=headers).status_code == 404
     span = browser_span(ours.experiment)
     response = client.post(f"/traces/{theirs.trace_id}/spans", headers=headers, json=span)
@@ -161,7 +166,7 @@ def browser_span(experiment_id: str) -> dict[str, Any]:
 
 def test_page_span_becomes_the_root_of_the_tenants_trace(client, tenants, database_url):
     ours, theirs = tenants
-    headers = {"X-Lab-Tenant": ours.tenant}
+    headers = headers_for(ours.tenant)
     span = browser_span(ours.experiment)
     response = client.post(f"/traces/{ours.trace_id}/spans", headers=headers, json=span)
     assert response.status_code == 201, response.text
@@ -190,13 +195,13 @@ def test_trace_naming_two_tenants_is_nobodys_in_the_console(client, tenants, dat
             "(%s, %s, 'GET /experiments', 'SERVER', 'labstream-api', 1, 2, %s)",
             (ours.trace_id, uuid.uuid4().hex[:16], json.dumps({"lab.tenant.id": theirs.tenant})))
     for tenant in (ours.tenant, theirs.tenant):
-        response = client.get(f"/traces/{ours.trace_id}/explain", headers={"X-Lab-Tenant": tenant})
+        response = client.get(f"/traces/{ours.trace_id}/explain", headers=headers_for(tenant))
         assert response.status_code == 404, response.text
 
 
 def test_verdict_of_own_trace_names_the_failed_job(client, tenants):
     ours, _ = tenants
-    response = client.get(f"/traces/{ours.trace_id}/explain", headers={"X-Lab-Tenant": ours.tenant})
+    response = client.get(f"/traces/{ours.trace_id}/explain", headers=headers_for(ours.tenant))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["explanation"]["experiment_id"] == ours.experiment
@@ -213,3 +218,108 @@ def test_console_page_is_served(client):
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     redirect = client.get("/", follow_redirects=False)
     assert (redirect.status_code, redirect.headers["location"]) == (307, "/console/")
+
+
+def add_experiment(database_url: str, tenant: str, *, title: str, status: str = "submitted",
+                   kind: str = "hplc", by: str = "ada", age_s: int = 0) -> str:
+    experiment = f"exp-{uuid.uuid4().hex[:12]}"
+    execute(database_url, "INSERT INTO public.experiments (id, tenant_id, kind, title, "
+            "submitted_by, status, created_at) VALUES (%s, %s, %s, %s, %s, %s, "
+            "now() - make_interval(secs => %s))", (experiment, tenant, kind, title, by, status,
+                                                   age_s))
+    return experiment
+
+
+def test_search_filters_and_pages_over_experiments(client, tenants, database_url):
+    ours, theirs = tenants
+    headers = headers_for(ours.tenant)
+    made = [add_experiment(database_url, ours.tenant, title=f"column {i}", age_s=100 + i,
+                           status="completed" if i % 2 else "submitted", by=f"u{i % 3}")
+            for i in range(5)]
+    # pages of 2, newest first, the cursor walking the rest; nothing twice, nothing lost
+    seen, before = [], None
+    for _ in range(5):
+        url = "/experiments?limit=2" + (f"&before={before}" if before else "")
+        body = client.get(url, headers=headers).json()
+        seen += [e["id"] for e in body["experiments"]]
+        before = body["next_before"]
+        if before is None:
+            break
+    assert seen == [ours.experiment, *made], seen
+    by_status = client.get("/experiments?status=completed", headers=headers).json()
+    assert [e["id"] for e in by_status["experiments"]] == [made[1], made[3]]
+    by_title = client.get("/experiments?q=column%203", headers=headers).json()
+    assert [e["id"] for e in by_title["experiments"]] == [made[3]]
+    # a job id, a trace id and a rule find the experiment they belong to
+    for q in (ours.job, ours.trace_id.upper(), ):
+        found = client.get("/experiments", params={"q": q}, headers=headers).json()
+        assert [e["id"] for e in found["experiments"]] == [ours.experiment], q
+    by_rule = client.get("/experiments?rule=r-peaks&job_status=failed", headers=headers).json()
+    assert [e["id"] for e in by_rule["experiments"]] == [ours.experiment]
+    by_submitter = client.get("/experiments?submitted_by=u1", headers=headers).json()
+    assert [e["id"] for e in by_submitter["experiments"]] == [made[1], made[4]]
+    # another tenant's ids find nothing
+    assert client.get("/experiments", params={"q": theirs.job}, headers=headers
+                      ).json()["experiments"] == []
+
+
+def test_bad_filters_are_422_naming_the_field(client, tenants):
+    headers = headers_for(tenants[0].tenant)
+    for query, field in (("status=done", "status"), ("limit=0", "limit"),
+                         ("since=yesterday", "since"), ("before=xyz", "before"),
+                         ("kind=nmr", "kind")):
+        response = client.get(f"/experiments?{query}", headers=headers)
+        assert response.status_code == 422, (query, response.text)
+        assert response.json()["error"].startswith(f"{field}:"), response.text
+        assert response.json()["hint"]
+
+
+def test_jobs_list_searches_the_tenants_jobs(client, tenants):
+    ours, theirs = tenants
+    body = client.get("/jobs?status=failed", headers=headers_for(ours.tenant)).json()
+    assert [j["id"] for j in body["jobs"]] == [ours.job] and body["next_before"] is None
+    assert client.get("/jobs", params={"q": theirs.job}, headers=headers_for(ours.tenant)
+                      ).json()["jobs"] == []
+
+
+def test_experiment_overview_has_jobs_traces_and_replays(client, tenants, database_url):
+    ours, theirs = tenants
+    replay_trace, replay_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    now = time.time_ns()
+    link = json.dumps([{"trace_id": ours.trace_id, "span_id": ours.api_span, "attributes": {}}])
+    execute(database_url,
+            "INSERT INTO labstream.spans (trace_id, span_id, name, kind, service_name, "
+            "start_time_unix_nano, end_time_unix_nano, attributes, links) VALUES "
+            "(%s, %s, 'replay lab.public.runs', 'PRODUCER', 'labstream-replay', %s, %s, %s, %s)",
+            (replay_trace, replay_span, now, now + NS, json.dumps({
+                "lab.tenant.id": ours.tenant, "lab.replay.id": "rp-1",
+                "labstream-replay-of": "lab.public.runs/0/7"}), link))
+    # a re-driven job: its row names the copy, its trace the original
+    execute(database_url, "UPDATE public.jobs SET trace_id = %s, source_offset = 99 "
+            "WHERE id = %s", (replay_trace, ours.job))
+    try:
+        headers = headers_for(ours.tenant)
+        overview = client.get(f"/experiments/{ours.experiment}/overview", headers=headers)
+        assert overview.status_code == 200, overview.text
+        body = overview.json()
+        assert body["experiment"]["id"] == ours.experiment
+        [job] = body["jobs"]
+        assert job["id"] == ours.job and job["replayed_from"] == "lab.public.runs/0/7"
+        assert job["replay"]["dry_run"] == "labstream replay run --offsets lab.public.runs:0:7"
+        traces = {t["trace_id"]: t for t in body["traces"]}
+        assert set(traces) == {ours.trace_id, replay_trace}
+        assert traces[replay_trace]["replay_id"] == "rp-1"
+        # the submission's trace shows the replay that links into it
+        trace = client.get(f"/traces/{ours.trace_id}", headers=headers).json()
+        assert [s["span_id"] for s in trace["linking_spans"]] == [replay_span]
+        related = client.get(f"/traces/{ours.trace_id}/related", headers=headers).json()
+        assert related["experiments"] == [ours.experiment]
+        assert [(t["trace_id"], t["relation"]) for t in related["traces"]] == [
+            (replay_trace, "replay of this trace")]
+        # nobody else sees any of it
+        other = headers_for(theirs.tenant)
+        assert client.get(f"/experiments/{ours.experiment}/overview", headers=other
+                          ).status_code == 404
+        assert client.get(f"/traces/{ours.trace_id}/related", headers=other).status_code == 404
+    finally:
+        execute(database_url, "DELETE FROM labstream.spans WHERE trace_id = %s", (replay_trace,))

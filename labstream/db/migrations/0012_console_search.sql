@@ -1,0 +1,17 @@
+-- 0012: indexes for the console's search, filters and paging (labstream/api/console_store.py).
+-- Pages are keyset pages, newest first: (created_at, id) < (cursor) within one tenant, so each
+-- page is an index range scan however deep the user pages.
+CREATE INDEX IF NOT EXISTS experiments_tenant_created_idx
+    ON public.experiments (tenant_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS experiments_tenant_status_created_idx
+    ON public.experiments (tenant_id, status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS experiments_tenant_submitter_idx
+    ON public.experiments (tenant_id, submitted_by);
+-- jobs of a tenant, newest first, and by status (the jobs list and its filters)
+CREATE INDEX IF NOT EXISTS jobs_tenant_created_idx
+    ON public.jobs (tenant_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_status_created_idx
+    ON public.jobs (status, created_at DESC);
+-- the replay span of a trace: the record a re-driven job's record is a copy of
+CREATE INDEX IF NOT EXISTS spans_replay_of_idx
+    ON labstream.spans (trace_id) WHERE attributes ? 'labstream-replay-of';
