@@ -9,6 +9,8 @@
     GET  /jobs?...same filters...   -> {"jobs": [...], "next_before"}
     GET  /jobs/{id}                 -> the job, "finished", "source", "replay" commands
     GET  /traces/{id}/related       -> its jobs, experiments, replays and sibling traces
+    POST /jobs/{id}/replay/dry-run  -> then vs now for the job's record (console_replay.py)
+    POST /jobs/{id}/replay/execute  -> re-drive it, with the consent recorded first
     GET  /traces/{id}/explain       -> {"headline", "explanation"} (`labstream explain --json`)
     POST /traces/{id}/spans         -> store the page's own span (the trace's front-end root)
 
@@ -50,6 +52,7 @@ from labstream.api.console_model import (
     page,
     parse_list_query,
 )
+from labstream.api.console_replay import replay_routes
 from labstream.api.exceptions import InvalidRequest, NotFound
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
@@ -225,6 +228,7 @@ def console_routes() -> list[tuple[str, Handler, list[str]]]:
         ("/jobs/{job_id}", read_job, ["GET"]),
         ("/traces/{trace_id}/explain", explain_trace, ["GET"]),
         ("/traces/{trace_id}/related", read_related, ["GET"]),
+        *replay_routes(),
         ("/traces/{trace_id}/spans", record_browser_span, ["POST"]),
     ]
 

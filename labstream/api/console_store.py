@@ -306,3 +306,29 @@ async def related_traces(
                                else "same experiment")
     return {"trace_id": trace_id, "experiments": experiments, "jobs": jobs,
             "traces": summaries}
+
+
+async def record_consent(conn: AsyncConnection, *, tenant_id: str, job_id: str, record: str,
+                         command: str, consented_by: str) -> int:
+    """Store who agreed to a re-drive, committed before it starts; its id.
+
+    Committed here, not in a `transaction()` block: the request's connection already
+    has a transaction open (the job was read on it), where that would be a savepoint
+    rolled back with the request if the re-drive then fails.
+    """
+    cursor = await conn.execute(
+        "INSERT INTO labstream.console_replay_consents (tenant_id, job_id, record, command, "
+        "consented_by) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (tenant_id, job_id, record, command, consented_by))
+    row = await cursor.fetchone()
+    await conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+async def finish_consent(conn: AsyncConnection, consent_id: int, *, status: str,
+                         replay_id: str | None = None, error: str | None = None) -> None:
+    await conn.execute(
+        "UPDATE labstream.console_replay_consents SET status = %s, replay_id = %s, "
+        "error = %s WHERE id = %s", (status, replay_id, error, consent_id))
+    await conn.commit()

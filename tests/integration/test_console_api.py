@@ -323,3 +323,34 @@ def test_experiment_overview_has_jobs_traces_and_replays(client, tenants, databa
         assert client.get(f"/traces/{ours.trace_id}/related", headers=other).status_code == 404
     finally:
         execute(database_url, "DELETE FROM labstream.spans WHERE trace_id = %s", (replay_trace,))
+
+
+def test_redrive_from_the_page_needs_the_job_id_and_a_name_and_records_consent_first(
+        client, tenants, database_url):
+    ours, theirs = tenants
+    headers = headers_for(ours.tenant)
+    # a record in a topic that does not exist: the re-drive fails after the consent is kept
+    missing_topic = f"lab.nosuch-{uuid.uuid4().hex[:8]}"
+    execute(database_url, "UPDATE public.jobs SET source_topic = %s WHERE id = %s",
+            (missing_topic, ours.job))
+    url = f"/jobs/{ours.job}/replay/execute"
+    wrong = client.post(url, headers=headers, json={"confirm_job_id": "job-x",
+                                                    "consented_by": "ada"})
+    assert wrong.status_code == 422 and wrong.json()["error"].startswith("confirm_job_id:")
+    nameless = client.post(url, headers=headers, json={"confirm_job_id": ours.job})
+    assert nameless.status_code == 422 and "consented_by" in nameless.json()["error"]
+    assert client.post(f"/jobs/{theirs.job}/replay/execute", headers=headers, json={
+        "confirm_job_id": theirs.job, "consented_by": "ada"}).status_code == 404
+    assert execute(database_url, "SELECT count(*) FROM labstream.console_replay_consents "
+                   "WHERE job_id IN (%s, %s)", (ours.job, theirs.job)) == [(0,)]
+    failed = client.post(url, headers=headers, json={"confirm_job_id": ours.job,
+                                                     "consented_by": "ada"})
+    assert failed.status_code == 409, failed.text
+    assert "does not exist" in failed.json()["error"] and "Traceback" not in failed.text
+    [consent] = execute(database_url, "SELECT tenant_id, record, consented_by, status, error, "
+                        "command FROM labstream.console_replay_consents WHERE job_id = %s",
+                        (ours.job,))
+    assert consent[:4] == (ours.tenant, f"{missing_topic}:0:42", "ada", "failed")
+    assert "does not exist" in consent[4] and consent[5].endswith("--execute")
+    execute(database_url, "DELETE FROM labstream.console_replay_consents WHERE job_id = %s",
+            (ours.job,))

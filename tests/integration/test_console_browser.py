@@ -312,6 +312,13 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     assert [(d["rule_id"], d["outcome"]) for d in outcome["now"]] == [(rule_id, "fired")], outcome
     # the job succeeded, which is why the re-drive command says --rerun-succeeded
     assert "--rerun-succeeded" in outcome["now"][0]["launch"]
+    # the same dry run from the page: then (the decision recorded) vs now, as a table
+    page.click("#replay-dry-run-here")
+    page.wait_for_selector("#dry-run-table tbody tr", timeout=120_000)
+    dry_row = page.inner_text("#dry-run-table tbody tr")
+    assert f"fires rule {rule_id}" in dry_row and "already succeeded" in dry_row, dry_row
+    assert "same" in dry_row  # the rule fired then and would fire now
+    page.screenshot(path=str(SCREENSHOTS / "console-dry-run.png"), full_page=True)
 
     # 4. trace view: the page's trace id, a span from every hop, and the verdict in words
     page.click("a[href^='#/traces/']")
@@ -355,7 +362,10 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.wait_for_function("[...document.querySelectorAll('#job-log li')].some("
                            "li => li.textContent.includes('not calibrated'))")
     page.screenshot(path=str(SCREENSHOTS / "console-job.png"), full_page=True)
-    page.click("a[href^='#/traces/']")
+    failed_job = page.evaluate("location.hash").split("/")[-1]
+    original_dry_run = page.input_value("#replay-dry-run")
+
+    page.click("#job-summary a[href^='#/traces/']")
     assert page.inner_text("#trace-id") == failed_trace
     wait_for_trace(page, rule_id)
     page.wait_for_function("document.getElementById('verdict-headline').textContent"
@@ -363,6 +373,32 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     assert "column C18 is not calibrated" in page.inner_text("#verdict-headline")
     assert page.query_selector("#waterfall tr.span-error") is not None
     page.screenshot(path=str(SCREENSHOTS / "console-trace-failed.png"), full_page=True)
+
+    # re-drive the failed job from the page: a confirmation, the consent stored, attempt 2
+    page.goto(f"{console_url}/console/#/jobs/{failed_job}")
+    page.wait_for_selector("#replay-execute-open")
+    page.click("#replay-execute-open")
+    page.fill("#confirm-job-id", "job-not-this-one")
+    page.fill("#consented-by", "grace")
+    page.click("#replay-execute-confirm")
+    page.wait_for_function("document.getElementById('status').textContent"
+                           ".startsWith('Type the job id')")
+    page.fill("#confirm-job-id", failed_job)
+    page.click("#replay-execute-confirm")
+    page.wait_for_selector("#replay-result", timeout=120_000)
+    assert "produced 1 record(s)" in page.inner_text("#replay-result")
+    [consent] = execute(lab_chain.database_url, "SELECT consented_by, status, replay_id FROM "
+                        "labstream.console_replay_consents WHERE job_id = %s", (failed_job,))
+    assert consent[:2] == ("grace", "succeeded") and consent[2].startswith("rp-")
+    # the page follows the new attempt: a second log section, and the commands stay on the
+    # original record (the jobs row now names the replayed copy)
+    page.wait_for_selector("#job-log .log-section[data-attempt='2']", timeout=120_000)
+    page.wait_for_selector("#job-replayed-from", timeout=60_000)
+    assert page.input_value("#replay-dry-run") == original_dry_run
+    page.screenshot(path=str(SCREENSHOTS / "console-job-redriven.png"), full_page=True)
+    # its trace shows the replay span, linked to the original trace: a link back
+    page.goto(f"{console_url}/console/#/traces/{failed_trace}")
+    page.wait_for_selector("#linking-spans li", timeout=60_000)
 
     # narrow window: still one readable column
     page.set_viewport_size({"width": 400, "height": 800})

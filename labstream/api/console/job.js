@@ -3,6 +3,7 @@
 // and download.
 
 import { get } from "./api.js";
+import { replayActions } from "./replay.js";
 import { copyText, el, formatClock, formatDuration, formatTime, idLink, stateNote, statusBadge } from "./dom.js";
 
 const REFRESH_MS = 1000;
@@ -15,9 +16,10 @@ export function jobView(main, jobId, { announce, poll, setTitle, params }) {
   main.replaceChildren(
     el("h2", {}, "Job ", el("span", { class: "mono" }, jobId)),
     summary, replay, log.section);
+  const replayOutput = el("div", { id: "replay-output", "aria-live": "polite" });
   let afterSeq = -1;
   let shownJson = "";
-  poll(async () => {
+  const task = async () => {
     const job = await get(`/jobs/${encodeURIComponent(jobId)}`);
     const data = await get(`/jobs/${encodeURIComponent(jobId)}/logs?after=${afterSeq}`);
     for (const line of data.lines) afterSeq = Math.max(afterSeq, line.seq);
@@ -28,7 +30,7 @@ export function jobView(main, jobId, { announce, poll, setTitle, params }) {
       shownJson = json;
       summary.removeAttribute("aria-busy");
       summary.replaceChildren(jobSummary(job));
-      replay.replaceChildren(replayBlock(job, announce));
+      replay.replaceChildren(replayBlock(job, announce, replayOutput, follow), replayOutput);
       setTitle(`Job ${job.id} · ${job.status}`);
       if (job.finished && !first) announce(`Job ${job.id} ${job.status}${job.exit_code !== null ? `, exit code ${job.exit_code}` : ""}`);
     }
@@ -38,7 +40,8 @@ export function jobView(main, jobId, { announce, poll, setTitle, params }) {
       return "stop";
     }
     return undefined;
-  }, REFRESH_MS, (error) => {
+  };
+  const onFinal = (error) => {
     summary.removeAttribute("aria-busy");
     const missing = error.status === 404;
     summary.replaceChildren(stateNote(missing ? "not-found" : "error",
@@ -46,7 +49,19 @@ export function jobView(main, jobId, { announce, poll, setTitle, params }) {
     log.section.hidden = true;
     setTitle(missing ? "Job not found" : "Job: error");
     announce(error.message, "error");
-  });
+  };
+  // after a re-drive from this page: follow the new attempt until it finishes
+  let following = false;
+  const follow = () => {
+    if (following) return; // already polling: one loop per view
+    following = true;
+    poll(async () => {
+      const outcome = await task();
+      if (outcome === "stop") following = false;
+      return outcome;
+    }, REFRESH_MS, (error) => { following = false; onFinal(error); });
+  };
+  follow();
 }
 
 function jobSummary(job) {
@@ -65,7 +80,7 @@ function jobSummary(job) {
   return el("dl", { class: "facts" }, rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
 }
 
-function replayBlock(job, announce) {
+function replayBlock(job, announce, output, onRedriven) {
   if (!job.replay) {
     return el("p", { class: "muted" }, "This job does not say which record triggered it: no replay command.");
   }
@@ -83,7 +98,8 @@ function replayBlock(job, announce) {
     command("replay-dry-run", "Dry run (shows what would happen)", job.replay.dry_run,
       "Copy the dry-run command"),
     command("replay-execute", "Re-drive it (launches the job again)", job.replay.execute,
-      "Copy the re-drive command"));
+      "Copy the re-drive command"),
+    replayActions(job, announce, output, onRedriven));
 }
 
 // The log: sections per attempt (a new attempt runs in a new trace), each line with its

@@ -15,3 +15,22 @@ CREATE INDEX IF NOT EXISTS jobs_status_created_idx
 -- the replay span of a trace: the record a re-driven job's record is a copy of
 CREATE INDEX IF NOT EXISTS spans_replay_of_idx
     ON labstream.spans (trace_id) WHERE attributes ? 'labstream-replay-of';
+
+-- A re-drive started from the console: who agreed to it, when, for which job and record,
+-- written BEFORE the replay starts (so a consent exists for every re-drive, even one
+-- that fails), then completed with the replay's id and outcome.
+CREATE TABLE IF NOT EXISTS labstream.console_replay_consents (
+    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id      text        NOT NULL,
+    job_id         text        NOT NULL,
+    record         text        NOT NULL,              -- topic/partition/offset re-driven
+    command        text        NOT NULL,              -- the equivalent `labstream replay run`
+    consented_by   text        NOT NULL CHECK (consented_by <> ''),
+    consented_at   timestamptz NOT NULL DEFAULT now(),
+    replay_id      text,                              -- labstream.replays.id once started
+    status         text        NOT NULL DEFAULT 'consented'
+                               CHECK (status IN ('consented', 'succeeded', 'failed')),
+    error          text
+);
+CREATE INDEX IF NOT EXISTS console_replay_consents_job_idx
+    ON labstream.console_replay_consents (job_id, consented_at DESC);
