@@ -354,3 +354,24 @@ def test_redrive_from_the_page_needs_the_job_id_and_a_name_and_records_consent_f
     assert "does not exist" in consent[4] and consent[5].endswith("--execute")
     execute(database_url, "DELETE FROM labstream.console_replay_consents WHERE job_id = %s",
             (ours.job,))
+
+
+def test_a_job_in_another_trace_is_linked_from_the_submissions_trace(
+        client, tenants, database_url):
+    """The run's job runs in a trace of its own: the submission's trace still leads to it."""
+    ours, _ = tenants
+    run_trace, job = uuid.uuid4().hex, f"job-{uuid.uuid4().hex[:12]}"
+    execute(database_url,
+            "INSERT INTO public.jobs (id, job_key, rule_id, tenant_id, experiment_id, backend, "
+            "status, trace_id) VALUES (%s, %s, 'r-run', %s, %s, 'local', 'queued', %s)",
+            (job, f"key-{job}", ours.tenant, ours.experiment, run_trace))
+    try:
+        related = client.get(f"/traces/{ours.trace_id}/related",
+                             headers=headers_for(ours.tenant)).json()
+        assert [(t["trace_id"], t["relation"]) for t in related["traces"]] == [
+            (run_trace, "same experiment")]
+        back = client.get(f"/traces/{run_trace}/related", headers=headers_for(ours.tenant)).json()
+        assert [j["id"] for j in back["jobs"]] == [job]
+        assert ours.trace_id in [t["trace_id"] for t in back["traces"]]
+    finally:
+        execute(database_url, "DELETE FROM public.jobs WHERE id = %s", (job,))
