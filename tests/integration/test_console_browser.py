@@ -352,6 +352,12 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
                          "Math.round(e.getBoundingClientRect().right))")
     assert width <= 390, f"the trace view is {width}px wide on a 390px phone: {wide}"
     page.screenshot(path=str(SCREENSHOTS / "console-trace-phone.png"), full_page=True)
+    for view, ready in ((f"#/experiments/{experiment_id}", "#experiment-jobs"),
+                        (f"#/jobs/{job_id}", "#job-log .log-line")):
+        page.goto(f"{console_url}/console/{view}")
+        page.wait_for_selector(ready)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{view} is {width}px wide on a 390px phone"
     page.set_viewport_size({"width": 1280, "height": 800})
 
     # the failed job: its view and its trace, errors highlighted, verdict with the exit code
