@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from base.db import connect
 from base.errors import LabstreamError, ServiceUnavailable
 from labstream.api import console_store
 from labstream.api.app import json_response
@@ -62,34 +63,52 @@ async def _replayable_job(request: Request, conn: psycopg.AsyncConnection,
     return document
 
 
+def _database_url(request: Request) -> str:
+    """The lab DB the API itself uses (its pool's), for the replay's own connections."""
+    return str(request.app.state.pool.conninfo)
+
+
 def _offsets(document: dict[str, Any]) -> str:
     """`topic:partition:offset` of the record the replay commands name."""
     topic, partition, offset = str(document["replayed_from"] or document["source"]).rsplit("/", 2)
     return f"{topic}:{partition}:{offset}"
 
 
-def dry_run_document(offsets: str) -> dict[str, Any]:
+def dry_run_document(offsets: str, database_url: str) -> dict[str, Any]:
     """`labstream replay run --offsets <offsets> --json` as one document (blocking)."""
     from replay import dryrun
     from replay.runner import Session
     from replay.selection import build_selection
 
-    with Session() as session:
+    with Session(database_url=database_url) as session:
         report = dryrun.dry_run(session, build_selection(offsets=[offsets]))
     return {"outcomes": [outcome.to_json() for outcome in report.outcomes],
             "summary": report.summary(),
             "replays_left_out": report.stats.replays_left_out}
 
 
-def execute_replay(offsets: str, rerun_succeeded: bool) -> dict[str, Any]:
-    """`labstream replay run --offsets <offsets> --execute --yes` (blocking)."""
+def execute_replay(offsets: str, rerun_succeeded: bool, consent_id: int,
+                   database_url: str) -> dict[str, Any]:
+    """`labstream replay run --offsets <offsets> --execute --yes` (blocking).
+
+    The consent row gets the replay's id the moment the replay row exists, before the
+    first record is produced: if the API dies mid-way, the consent names the replay to
+    `labstream replay resume`.
+    """
     from replay import runner
     from replay.redrive import RedriveOptions
     from replay.selection import build_selection
 
+    def started(row: Any) -> None:
+        with connect(database_url, application_name="labstream-api") as conn:
+            conn.execute(
+                "UPDATE labstream.console_replay_consents SET status = 'started', "
+                "replay_id = %s WHERE id = %s", (row.id, consent_id))
+
     options = runner.with_batching(RedriveOptions(rerun_succeeded=rerun_succeeded))
-    with runner.Session() as session:
-        row, _ = runner.execute(session, build_selection(offsets=[offsets]), options, yes=True)
+    with runner.Session(database_url=database_url) as session:
+        row, _ = runner.execute(session, build_selection(offsets=[offsets]), options, yes=True,
+                                on_start=started)
     return {"replay_id": row.id, "status": row.status, "matched": row.matched,
             "produced": row.produced}
 
@@ -99,7 +118,7 @@ async def replay_dry_run(request: Request, conn: psycopg.AsyncConnection,
     document = await _replayable_job(request, conn, tenant_id)
     offsets = _offsets(document)
     try:
-        result = await run_in_threadpool(dry_run_document, offsets)
+        result = await run_in_threadpool(dry_run_document, offsets, _database_url(request))
     except LabstreamError as exc:
         raise _failure("dry run", exc) from exc
     return json_response({"job_id": document["id"], "record": offsets,
@@ -126,7 +145,8 @@ async def replay_execute(request: Request, conn: psycopg.AsyncConnection,
         command=document["replay"]["execute"], consented_by=body.consented_by)
     try:
         result = await run_in_threadpool(execute_replay, offsets,
-                                         document["status"] == "succeeded")
+                                         document["status"] == "succeeded", consent_id,
+                                         _database_url(request))
     except LabstreamError as exc:
         await console_store.finish_consent(conn, consent_id, status="failed", error=exc.message)
         raise _failure("re-drive", exc) from exc

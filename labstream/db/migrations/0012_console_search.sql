@@ -27,9 +27,11 @@ CREATE TABLE IF NOT EXISTS labstream.console_replay_consents (
     command        text        NOT NULL,              -- the equivalent `labstream replay run`
     consented_by   text        NOT NULL CHECK (consented_by <> ''),
     consented_at   timestamptz NOT NULL DEFAULT now(),
-    replay_id      text,                              -- labstream.replays.id once started
+    -- labstream.replays.id, written as soon as the replay row exists ('started'): if the
+    -- API dies mid-way, `labstream replay resume <replay_id>` continues it
+    replay_id      text,
     status         text        NOT NULL DEFAULT 'consented'
-                               CHECK (status IN ('consented', 'succeeded', 'failed')),
+                               CHECK (status IN ('consented', 'started', 'succeeded', 'failed')),
     error          text
 );
 CREATE INDEX IF NOT EXISTS console_replay_consents_job_idx
