@@ -131,6 +131,16 @@ function logPanel(jobId, wantedLine) {
     matches.textContent = text ? `${count} matching line(s)` : "";
   };
   search.addEventListener("input", applySearch);
+  // as in CI logs: scrolling up to read stops following, ticking Follow jumps to the end
+  let autoScrolling = false;
+  list.addEventListener("scroll", () => {
+    if (autoScrolling) return;
+    const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+    if (follow.checked !== atEnd) follow.checked = atEnd;
+  });
+  follow.addEventListener("change", () => {
+    if (follow.checked) list.scrollTop = list.scrollHeight;
+  });
   download.addEventListener("click", () => {
     const text = lines.map((l) => `${l.logged_at} ${l.stream} ${l.line}`).join("\n") + "\n";
     const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/plain" })), download: `${jobId}.log` });
@@ -170,7 +180,9 @@ function logPanel(jobId, wantedLine) {
           target.scrollIntoView({ block: "center" });
         }
       } else if (follow.checked) {
+        autoScrolling = true;
         list.scrollTop = list.scrollHeight;
+        requestAnimationFrame(() => { autoScrolling = false; });
       }
     }
   }
