@@ -66,6 +66,10 @@ class Explanation:
             return "nothing to do: the change reached Kafka, a rule fired and every job succeeded"
         if problem.fix:
             return problem.fix[0]
+        if problem.data.get("reason") == "waiting_for_run":
+            again = f"labstream explain {self.experiment_id or self.query}"
+            return ("nothing to do yet: a rule fires when the experiment's run completes or "
+                    f"fails; ask again then (`{again}`)")
         return problem.summary
 
 

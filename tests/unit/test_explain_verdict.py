@@ -272,6 +272,7 @@ def test_a_submission_with_no_rule_is_expected_and_waits_for_its_run():
         assert triggered.summary.startswith("expected, waiting for the run to complete")
         assert not triggered.fix and "payload.run_id" not in json.dumps(
             explanation_document(result, facts()))
+        assert result.next_step.startswith("nothing to do yet") and "exp-1" in result.next_step
 
 
 def test_a_completed_run_with_only_the_submission_decision_is_still_broken():
