@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from explain.records import trace_id_of
+
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 # the browser's clock may be off; a span claiming to be older than this is refused
 MAX_SPAN_LENGTH_NS = 10 * 60 * 1_000_000_000
@@ -172,15 +174,13 @@ class ListQuery:
 
     def params(self, tenant_id: str) -> dict[str, Any]:
         before_at, before_id = self.before if self.before else (None, None)
-        trace = self.q.lower() if self.q and _HEX32.match(self.q.lower()) else None
+        # a trace id (or a whole traceparent) in the search box finds what it touched
+        trace = trace_id_of(self.q) if self.q else None
         return {"tenant_id": tenant_id, "q": self.q, "q_like": _like(self.q), "trace": trace,
                 "status": self.status, "kind": self.kind, "submitted_by": self.submitted_by,
                 "rule": self.rule, "job_status": self.job_status, "since": self.since,
                 "until": self.until, "before_at": before_at, "before_id": before_id,
                 "limit": self.limit + 1}  # one more: tells whether another page follows
-
-
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _like(text: str | None) -> str | None:
