@@ -8,7 +8,15 @@ the first and exits 2 for the second. The test waits on the page (no reload) for
 jobs to finish, reads the job view (log lines, exit code, replay command copied), and
 finds on the trace view the trace id the page made, with a span from every hop: the
 page, the API, CDC, the worker's agents, the job runner and the job itself, plus the
-`explain` verdict in words. Screenshots of each view go to docs/screenshots/.
+`explain` verdict in words. On the way it searches (by id, by a filter in a deep link,
+the jobs list), opens the experiment page, uses the CI-style log (times, attempts,
+search, download, a line link), runs the dry run from the page, re-drives the failed
+job behind the confirmation (consent stored, attempt 2, commands on the original
+record, the replay linked from the original trace), opens span details, collapses and
+zooms the waterfall and reads the views on a 390 px phone. Two more tests stop and
+restart the API under an open page (stale line, then cleared) and check that final
+answers (unknown tenant, job, trace, route) are shown once and stop the polling.
+Screenshots of each view go to test-artifacts/ (docs/screenshots/ with `make screenshots`).
 
 Chromium is Debian's `chromium` package, installed here with apt-get when missing
 (never `playwright install`: no browser download), driven by Playwright for Python.
