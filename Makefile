@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 LINT_PATHS := base labstream connectors streams tracing replay explain tests bench clients/python
 
-.PHONY: help install stack test unit lint demo down
+.PHONY: help install stack test unit lint demo down screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: install ## ruff, mypy and the layering contract (import-linter)
 	$(BIN)/mypy base labstream connectors streams tracing replay explain
 	$(BIN)/mypy clients/python/labstream_client
 	$(BIN)/lint-imports
+
+screenshots: install stack ## refresh docs/screenshots/console-*.png (README, docs/console.md) in Chromium
+	LABSTREAM_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/integration/test_console_browser.py
 
 demo: install stack ## the end-to-end demo on the local stack
 	$(BIN)/labstream demo

@@ -38,11 +38,20 @@ class CdcRecord:
     source_ts_ms: int | None  # commit time in PostgreSQL
     trace_id: str | None  # from the traceparent header
     headers: tuple[str, ...] = ()
+    # `topic/partition/offset` of the record this one is a replayed copy of (its
+    # labstream-replay-of header); None for a record the connector wrote
+    replay_of: str | None = None
 
     @property
     def delay_ms(self) -> int | None:
-        """Broker timestamp minus commit time: how long the change took to reach Kafka."""
-        return None if self.source_ts_ms is None else self.timestamp_ms - self.source_ts_ms
+        """Broker timestamp minus commit time: how long the change took to reach Kafka.
+
+        None for a replayed copy: it was produced long after the commit by `labstream
+        replay`, so the difference says nothing about the connector's lag.
+        """
+        if self.source_ts_ms is None or self.replay_of is not None:
+            return None
+        return self.timestamp_ms - self.source_ts_ms
 
     @property
     def coordinates(self) -> str:

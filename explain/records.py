@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from base.contracts.headers import TRACEPARENT, header_text
+from base.contracts.headers import REPLAY_OF, TRACEPARENT, header_text
 from base.contracts.records import decode_record_bytes
 from base.contracts.traceids import trace_id_of
 from explain.model import CdcRecord, DecisionRecord
@@ -47,7 +47,9 @@ def cdc_record(record: Any, table: str, deserializer: Any) -> CdcRecord | None:
         status=row.get("status"), source_ts_ms=source.get("ts_ms"),
         trace_id=trace_id_of_record(record),
         headers=tuple(name for name, _ in record.headers or ()),
+        replay_of=header_text(record.headers, REPLAY_OF),
     )
+
 
 
 def decision_record(raw: Any) -> DecisionRecord | None:

@@ -66,6 +66,10 @@ class Explanation:
             return "nothing to do: the change reached Kafka, a rule fired and every job succeeded"
         if problem.fix:
             return problem.fix[0]
+        if problem.data.get("reason") == "waiting_for_run":
+            again = f"labstream explain {self.experiment_id or self.query}"
+            return ("nothing to do yet: a rule fires when the experiment's run completes or "
+                    f"fails; ask again then (`{again}`)")
         return problem.summary
 
 
@@ -109,6 +113,8 @@ def current_record(facts: Facts, row: RowState) -> CdcRecord | None:
 
 def _describe_record(record: CdcRecord) -> str:
     delay = f", {record.delay_ms} ms after commit" if record.delay_ms is not None else ""
+    if record.replay_of is not None:
+        delay = f", a replayed copy of {record.replay_of}"
     trace = f", trace {record.trace_id}" if record.trace_id else ", no traceparent header"
     return (f"{record.table} {record.key} op={record.op} status={record.status} -> "
             f"{record.coordinates}{delay}{trace}")
@@ -251,6 +257,11 @@ def _no_rule_fired(facts: Facts, decisions: Sequence[DecisionRecord], evidence: 
     relevant = [d for d in decisions if (kind is not None and d.event_kind == kind)
                 or (record is not None and d.origin == record.coordinates)]
     best = min(relevant or decisions, key=rank)
+    if _waiting_for_run(facts, best):
+        return Answer("triggered", PENDING, "expected, waiting for the run to complete: no rule "
+                      "reacts to experiment.submitted; rules fire when a run of the experiment "
+                      "completes (hplc.completed) or fails (run.failed)", evidence,
+                      data={**data, "reason": "waiting_for_run", "rule_id": None})
     origin = _origin_record(facts, best)
     fixes = _reason_fixes(best, facts)
     if origin is not None:
@@ -263,12 +274,29 @@ def _no_rule_fired(facts: Facts, decisions: Sequence[DecisionRecord], evidence: 
                   data={**data, "reason": best.reason, "rule_id": best.rule_id})
 
 
+def _waiting_for_run(facts: Facts, decision: DecisionRecord) -> bool:
+    """A submission nobody reacts to is the normal case: the rules wait for its run.
+
+    True when the best decision is "no rule for experiment.submitted" and no run of
+    the experiment has completed or failed yet (that change is what rules react to).
+    """
+    return (decision.reason == "no_rule_for_kind"
+            and decision.event_kind == "experiment.submitted"
+            and not any(run.status in ("completed", "failed") for run in facts.runs))
+
+
+# a field each routed kind's events have, for the example command of a rule to add
+_EXAMPLE_ARGS = {"hplc.completed": ("--run", "{payload.run_id}"),
+                 "run.failed": ("--run", "{payload.run_id}")}
+
+
 def _reason_fixes(decision: DecisionRecord, facts: Facts) -> tuple[str, ...]:
     rule, kind = decision.rule_id, decision.event_kind
     tenant = decision.tenant_id or (facts.experiment.tenant_id if facts.experiment else None)
+    flag, field = _EXAMPLE_ARGS.get(str(kind), ("--experiment", "{experiment_id}"))
     add_rule = (f"add a rule: INSERT INTO public.trigger_rules (id, tenant_id, event_kind, "
                 f"command) VALUES ('<rule-id>', {_sql(tenant)}, '{kind}', "
-                "'[\"<program>\", \"--run\", \"{payload.run_id}\"]');")
+                f"'[\"<program>\", \"{flag}\", \"{field}\"]');")
     return {
         "no_rule_for_kind": (add_rule,),
         "tenant_mismatch": (f"the rules of {kind} are for other tenants: {add_rule} "

@@ -315,6 +315,29 @@ def _print_counts(stats: ScanStats, *, err: bool) -> None:
         f"scanned {stats.scanned}, matched {stats.matched}, undecodable {stats.undecodable}",
         err=err,
     )
+    _print_left_out_replays(stats)
+
+
+def _print_left_out_replays(stats: ScanStats) -> None:
+    """Say why a selection of replayed copies matched nothing, and what to select instead."""
+    if not stats.replays_left_out:
+        return
+    original = f"; the original is {stats.replay_of}" if stats.replay_of else ""
+    instead = (
+        f" (select it: --offsets {_coordinates_to_option(stats.replay_of)})"
+        if stats.replay_of
+        else ""
+    )
+    click.echo(
+        f"left out {stats.replays_left_out} record(s) produced by earlier replays"
+        f"{original}{instead}; add --include-replays to select the copies themselves",
+        err=True,
+    )
+
+
+def _coordinates_to_option(coordinates: str | None) -> str:
+    topic, partition, offset = str(coordinates).rsplit("/", 2)
+    return f"{topic}:{partition}:{offset}"
 
 
 def _print_summary(row: store.ReplayRow, undecodable: list[str]) -> None:
@@ -355,13 +378,17 @@ class _ProgressBar:
         self.task: Any = None
 
     def __enter__(self) -> _ProgressBar:
-        self.progress.start()
+        # not started here: a live rich display holds back stderr writes until a newline,
+        # so the re-drive's yes/no question (no newline) would never show and the command
+        # would look hung. The bar starts once the replay does, after the question.
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.task is not None:
+            self.progress.stop()
 
     def start(self, row: store.ReplayRow) -> None:
+        self.progress.start()
         self.task = self.progress.add_task(
             f"replay {row.id}", total=row.total or None, completed=row.done, produced=row.produced
         )
@@ -415,3 +442,4 @@ def _dry_run(selection: Selection, as_json: bool, reference_source: str) -> None
         for line in report.lines():
             click.echo(line)
     click.echo(report.summary(), err=as_json)
+    _print_left_out_replays(report.stats)

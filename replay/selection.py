@@ -19,7 +19,7 @@ import difflib
 import fnmatch
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from base.contracts import traceids
@@ -31,6 +31,7 @@ from replay.timespec import format_millis, parse_time, to_millis
 
 STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"
 REPLAY_ID_HEADER = "labstream-replay-id"  # replay.headers.REPLAY_ID (no tracing import here)
+REPLAY_OF_HEADER = "labstream-replay-of"  # replay.headers.REPLAY_OF
 OPS = ("c", "u", "d", "r", "t", "m")
 _RANGE = re.compile(r"^(?P<topic>.+):(?P<partition>\d+):(?P<start>\d+)?(?:-(?P<end>\d+)?)?$")
 
@@ -66,6 +67,9 @@ class PartitionRange:
     def __str__(self) -> str:
         return f"{self.topic}:{self.partition}:{self.start}-{'' if self.end is None else self.end}"
 
+    def holds(self, offset: int) -> bool:
+        return self.start <= offset and (self.end is None or offset <= self.end)
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -87,6 +91,15 @@ class Selection:
     def all_topics(self) -> tuple[str, ...]:
         named = list(self.topics) + [r.topic for r in self.ranges if r.topic not in self.topics]
         return tuple(dict.fromkeys(named))
+
+    def ranges_of(self, topic: str, partition: int) -> tuple[PartitionRange, ...]:
+        return tuple(r for r in self.ranges if r.topic == topic and r.partition == partition)
+
+    def offset_wanted(self, topic: str, partition: int, offset: int) -> bool:
+        """With several --offsets for one partition the scan reads from the first start to
+        the last end; only offsets inside one of the ranges are selected."""
+        ranges = self.ranges_of(topic, partition)
+        return not ranges or any(r.holds(offset) for r in ranges)
 
     @property
     def compiled_filter(self) -> Filter | None:
@@ -244,7 +257,9 @@ def plan(selection: Selection, consumer: Any) -> list[PartitionPlan]:
     existing = consumer.topics()
     whole_topics = resolve_topics(selection.topics, existing)
     range_topics = resolve_topics([r.topic for r in selection.ranges], existing)
-    explicit = {(r.topic, r.partition): r for r in selection.ranges}
+    # several --offsets of one partition: read their hull, `matches_raw` keeps each range
+    explicit = {(r.topic, r.partition): _hull(selection.ranges_of(r.topic, r.partition))
+                for r in selection.ranges}
     partitions = [
         TopicPartition(topic, number)
         for topic in dict.fromkeys(whole_topics + range_topics)
@@ -273,6 +288,12 @@ def plan(selection: Selection, consumer: Any) -> list[PartitionPlan]:
     if windowed and not any(item.size for item in plans):
         raise _empty_window(selection, consumer, partitions, first, end)
     return [item for item in plans if item.size]
+
+
+def _hull(ranges: Sequence[PartitionRange]) -> PartitionRange:
+    ends = [r.end for r in ranges]
+    end = None if None in ends else max(e for e in ends if e is not None)
+    return PartitionRange(ranges[0].topic, ranges[0].partition, min(r.start for r in ranges), end)
 
 
 def _after(to_ms: int | None) -> int | None:
@@ -351,6 +372,10 @@ class ScanStats:
     scanned: int = 0
     matched: int = 0
     undecodable: int = 0
+    # records left out because an earlier replay produced them (no --include-replays),
+    # and the original the first of them is a copy of: what to select instead
+    replays_left_out: int = 0
+    replay_of: str | None = None
     # (topic, partition) -> last offset scanned: every record up to it has been
     # yielded to (and handled by) the caller or did not match
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -372,6 +397,8 @@ def poll_records(consumer: Any, timeout_ms: int) -> dict:
 
 def matches_raw(record: ReplayRecord, selection: Selection) -> bool:
     """The criteria that need no decoding (checked first: decoding is the cost)."""
+    if not selection.offset_wanted(record.topic, record.partition, record.offset):
+        return False
     if selection.from_ms is not None and record.timestamp < selection.from_ms:
         return False
     if selection.to_ms is not None and record.timestamp > selection.to_ms:
@@ -379,6 +406,18 @@ def matches_raw(record: ReplayRecord, selection: Selection) -> bool:
     if selection.trace_id and record.trace_id != selection.trace_id:
         return False
     return selection.include_replays or record.header(REPLAY_ID_HEADER) is None
+
+
+def _count_left_out_replay(record: ReplayRecord, selection: Selection, stats: ScanStats) -> None:
+    """Count a record dropped only for being a replay's copy, so the CLI can say so."""
+    if selection.include_replays or record.header(REPLAY_ID_HEADER) is None:
+        return
+    if not matches_raw(record, replace(selection, include_replays=True)):
+        return
+    stats.replays_left_out += 1
+    original = record.header(REPLAY_OF_HEADER)
+    if stats.replay_of is None and original is not None:
+        stats.replay_of = original.decode("utf-8", "replace")
 
 
 def matches(record: ReplayRecord, selection: Selection) -> bool:
@@ -435,6 +474,7 @@ def scan(
                 counters.positions[(raw.topic, raw.partition)] = raw.offset
                 record = ReplayRecord.from_consumer(raw)
                 if not matches_raw(record, selection):
+                    _count_left_out_replay(record, selection, counters)
                     continue
                 if not matches(record.decode(decoder), selection):
                     continue

@@ -287,14 +287,25 @@ async def fetch_trace_async(connection: psycopg.AsyncConnection, trace_id: str) 
         return [StoredSpan(*row) for row in await cursor.fetchall()]
 
 
+LINKING_SQL = (
+    _SELECT + "WHERE links @> %s::jsonb AND trace_id <> %s ORDER BY start_time_unix_nano"
+)
+
+
 def fetch_linking_spans(connection: psycopg.Connection, trace_id: str) -> list[StoredSpan]:
     """Spans of *other* traces that link into this trace (replays, batch consumers)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            _SELECT + "WHERE links @> %s::jsonb AND trace_id <> %s ORDER BY start_time_unix_nano",
-            (json.dumps([{"trace_id": trace_id}]), trace_id),
-        )
+        cursor.execute(LINKING_SQL, (json.dumps([{"trace_id": trace_id}]), trace_id))
         return [StoredSpan(*row) for row in cursor.fetchall()]
+
+
+async def fetch_linking_spans_async(
+    connection: psycopg.AsyncConnection, trace_id: str
+) -> list[StoredSpan]:
+    """`fetch_linking_spans` on an async connection (the lab API)."""
+    async with connection.cursor() as cursor:
+        await cursor.execute(LINKING_SQL, (json.dumps([{"trace_id": trace_id}]), trace_id))
+        return [StoredSpan(*row) for row in await cursor.fetchall()]
 
 
 @dataclass(frozen=True)

@@ -282,7 +282,10 @@ async def read_trace(request: Request, conn: psycopg.AsyncConnection, tenant_id:
     if not await store.trace_belongs_to(conn, tenant_id=tenant_id, trace_id=trace_id):
         raise NotFound(f"no trace {trace_id}")
     spans = store.own_spans(await fetch_trace_async(conn, trace_id), tenant_id)
-    return json_response(trace_document(trace_id, spans))
+    from labstream.api.console_store import linking_spans  # replays linking into the trace
+
+    linking = await linking_spans(conn, tenant_id=tenant_id, trace_id=trace_id)
+    return json_response(trace_document(trace_id, spans, linking))
 
 
 ROUTES = [

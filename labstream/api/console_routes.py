@@ -2,8 +2,15 @@
 
     GET  /                          -> redirect to /console/
     GET  /console/                  -> the page (index.html, ES modules, CSS)
-    GET  /experiments?limit=<n>     -> {"experiments": [... each with "trace_id" and "jobs"]}
+    GET  /experiments?q=&status=&kind=&submitted_by=&rule=&job_status=&since=&until=
+         &limit=&before=            -> {"experiments": [... with "trace_id", "jobs"], "next_before"}
+    GET  /experiments/{id}/overview -> the experiment, its runs, all its jobs, every trace
+    GET  /experiments/{id}/explain  -> the `labstream explain` verdict of the experiment
+    GET  /jobs?...same filters...   -> {"jobs": [...], "next_before"}
     GET  /jobs/{id}                 -> the job, "finished", "source", "replay" commands
+    GET  /traces/{id}/related       -> its jobs, experiments, replays and sibling traces
+    POST /jobs/{id}/replay/dry-run  -> then vs now for the job's record (console_replay.py)
+    POST /jobs/{id}/replay/execute  -> re-drive it, with the consent recorded first
     GET  /traces/{id}/explain       -> {"headline", "explanation"} (`labstream explain --json`)
     POST /traces/{id}/spans         -> store the page's own span (the trace's front-end root)
 
@@ -34,7 +41,18 @@ from base.errors import LabstreamError
 from base.logs import kv
 from labstream.api import console_store, store
 from labstream.api.app import Handler, json_response
-from labstream.api.console_model import BrowserSpanIn, headline, job_document
+from labstream.api.console_model import (
+    EXPERIMENT_STATUSES,
+    JOB_STATUSES,
+    BrowserSpanIn,
+    ListQuery,
+    QueryError,
+    headline,
+    job_document,
+    page,
+    parse_list_query,
+)
+from labstream.api.console_replay import replay_routes
 from labstream.api.exceptions import InvalidRequest, NotFound
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
@@ -55,14 +73,57 @@ class ConsoleSettings(BaseSettings):
         "Verdicts worked out at once (each scans Kafka in a thread)."))
 
 
+def _list_query(request: Request, statuses: tuple[str, ...]) -> ListQuery:
+    try:
+        return parse_list_query(request.query_params, statuses=statuses)
+    except QueryError as exc:
+        raise InvalidRequest(str(exc), hint=exc.hint) from exc
+
+
 async def list_experiments(request: Request, conn: psycopg.AsyncConnection,
                            tenant_id: str) -> Response:
-    try:
-        limit = min(max(int(request.query_params.get("limit", "20")), 1), 100)
-    except ValueError as exc:
-        raise InvalidRequest("limit must be an integer", hint="e.g. ?limit=20") from exc
-    rows = await console_store.recent_experiments(conn, tenant_id=tenant_id, limit=limit)
-    return json_response({"tenant_id": tenant_id, "experiments": rows})
+    query = _list_query(request, EXPERIMENT_STATUSES)
+    rows = await console_store.search_experiments(conn, tenant_id=tenant_id, query=query)
+    experiments, next_before = page(rows, query.limit)
+    return json_response({"tenant_id": tenant_id, "experiments": experiments,
+                          "next_before": next_before})
+
+
+async def list_jobs(request: Request, conn: psycopg.AsyncConnection, tenant_id: str) -> Response:
+    query = _list_query(request, JOB_STATUSES)
+    rows = await console_store.search_jobs(conn, tenant_id=tenant_id, query=query)
+    jobs, next_before = page(rows, query.limit)
+    return json_response({"tenant_id": tenant_id, "jobs": jobs, "next_before": next_before})
+
+
+async def read_experiment_overview(request: Request, conn: psycopg.AsyncConnection,
+                                   tenant_id: str) -> Response:
+    experiment_id = request.path_params["experiment_id"]
+    overview = await console_store.experiment_overview(conn, tenant_id=tenant_id,
+                                                       experiment_id=experiment_id)
+    if overview is None:
+        raise NotFound(f"no experiment {experiment_id!r}")
+    overview["jobs"] = [job_document(job) for job in overview["jobs"]]
+    return json_response(overview)
+
+
+async def explain_experiment(request: Request, conn: psycopg.AsyncConnection,
+                             tenant_id: str) -> Response:
+    experiment_id = request.path_params["experiment_id"]
+    if await store.get_experiment(conn, tenant_id=tenant_id,
+                                  experiment_id=experiment_id) is None:
+        raise NotFound(f"no experiment {experiment_id!r}")
+    verdicts: VerdictCache = request.app.state.console_verdicts
+    document = await verdicts.get(experiment_id)
+    return json_response({"experiment_id": experiment_id, "headline": headline(document),
+                          "explanation": document})
+
+
+async def read_related(request: Request, conn: psycopg.AsyncConnection,
+                       tenant_id: str) -> Response:
+    trace_id = await _own_trace(request, conn, tenant_id)
+    return json_response(await console_store.related_traces(conn, tenant_id=tenant_id,
+                                                            trace_id=trace_id))
 
 
 async def read_job(request: Request, conn: psycopg.AsyncConnection, tenant_id: str) -> Response:
@@ -160,8 +221,13 @@ def console_routes() -> list[tuple[str, Handler, list[str]]]:
     """(path, tenant-scoped handler, methods), added to the API's routes."""
     return [
         ("/experiments", list_experiments, ["GET"]),
+        ("/experiments/{experiment_id}/overview", read_experiment_overview, ["GET"]),
+        ("/experiments/{experiment_id}/explain", explain_experiment, ["GET"]),
+        ("/jobs", list_jobs, ["GET"]),
         ("/jobs/{job_id}", read_job, ["GET"]),
         ("/traces/{trace_id}/explain", explain_trace, ["GET"]),
+        ("/traces/{trace_id}/related", read_related, ["GET"]),
+        *replay_routes(),
         ("/traces/{trace_id}/spans", record_browser_span, ["POST"]),
     ]
 

@@ -19,11 +19,22 @@ import pytest
 from api_helpers import bearer, make_token
 from starlette.testclient import TestClient
 
+from base.settings import service_settings
 from labstream.api.app import create_app
 
 pytestmark = pytest.mark.integration
 
 NS = 1_000_000_000
+
+
+_TOKENS: dict[str, dict[str, str]] = {}
+
+
+def headers_for(tenant: str) -> dict[str, str]:
+    """The one place this module says who is asking: a scientist token of `tenant`."""
+    if tenant not in _TOKENS:
+        _TOKENS[tenant] = bearer(make_token(service_settings().database_url, tenant))
+    return _TOKENS[tenant]
 
 
 @dataclass(frozen=True)
@@ -221,3 +232,160 @@ def test_console_page_is_served(client):
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     redirect = client.get("/", follow_redirects=False)
     assert (redirect.status_code, redirect.headers["location"]) == (307, "/console/")
+
+
+def add_experiment(database_url: str, tenant: str, *, title: str, status: str = "submitted",
+                   kind: str = "hplc", by: str = "ada", age_s: int = 0) -> str:
+    experiment = f"exp-{uuid.uuid4().hex[:12]}"
+    execute(database_url, "INSERT INTO public.experiments (id, tenant_id, kind, title, "
+            "submitted_by, status, created_at) VALUES (%s, %s, %s, %s, %s, %s, "
+            "now() - make_interval(secs => %s))", (experiment, tenant, kind, title, by, status,
+                                                   age_s))
+    return experiment
+
+
+def test_search_filters_and_pages_over_experiments(client, tenants, database_url):
+    ours, theirs = tenants
+    headers = headers_for(ours.tenant)
+    made = [add_experiment(database_url, ours.tenant, title=f"column {i}", age_s=100 + i,
+                           status="completed" if i % 2 else "submitted", by=f"u{i % 3}")
+            for i in range(5)]
+    # pages of 2, newest first, the cursor walking the rest; nothing twice, nothing lost
+    seen, before = [], None
+    for _ in range(5):
+        url = "/experiments?limit=2" + (f"&before={before}" if before else "")
+        body = client.get(url, headers=headers).json()
+        seen += [e["id"] for e in body["experiments"]]
+        before = body["next_before"]
+        if before is None:
+            break
+    assert seen == [ours.experiment, *made], seen
+    by_status = client.get("/experiments?status=completed", headers=headers).json()
+    assert [e["id"] for e in by_status["experiments"]] == [made[1], made[3]]
+    by_title = client.get("/experiments?q=column%203", headers=headers).json()
+    assert [e["id"] for e in by_title["experiments"]] == [made[3]]
+    # a job id, a trace id and a rule find the experiment they belong to
+    for q in (ours.job, ours.trace_id.upper(), ):
+        found = client.get("/experiments", params={"q": q}, headers=headers).json()
+        assert [e["id"] for e in found["experiments"]] == [ours.experiment], q
+    by_rule = client.get("/experiments?rule=r-peaks&job_status=failed", headers=headers).json()
+    assert [e["id"] for e in by_rule["experiments"]] == [ours.experiment]
+    by_submitter = client.get("/experiments?submitted_by=u1", headers=headers).json()
+    assert [e["id"] for e in by_submitter["experiments"]] == [made[1], made[4]]
+    # another tenant's ids find nothing
+    assert client.get("/experiments", params={"q": theirs.job}, headers=headers
+                      ).json()["experiments"] == []
+
+
+def test_bad_filters_are_422_naming_the_field(client, tenants):
+    headers = headers_for(tenants[0].tenant)
+    for query, field in (("status=done", "status"), ("limit=0", "limit"),
+                         ("since=yesterday", "since"), ("before=xyz", "before"),
+                         ("kind=nmr", "kind")):
+        response = client.get(f"/experiments?{query}", headers=headers)
+        assert response.status_code == 422, (query, response.text)
+        assert response.json()["error"].startswith(f"{field}:"), response.text
+        assert response.json()["hint"]
+
+
+def test_jobs_list_searches_the_tenants_jobs(client, tenants):
+    ours, theirs = tenants
+    body = client.get("/jobs?status=failed", headers=headers_for(ours.tenant)).json()
+    assert [j["id"] for j in body["jobs"]] == [ours.job] and body["next_before"] is None
+    assert client.get("/jobs", params={"q": theirs.job}, headers=headers_for(ours.tenant)
+                      ).json()["jobs"] == []
+
+
+def test_experiment_overview_has_jobs_traces_and_replays(client, tenants, database_url):
+    ours, theirs = tenants
+    replay_trace, replay_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    now = time.time_ns()
+    link = json.dumps([{"trace_id": ours.trace_id, "span_id": ours.api_span, "attributes": {}}])
+    execute(database_url,
+            "INSERT INTO labstream.spans (trace_id, span_id, name, kind, service_name, "
+            "start_time_unix_nano, end_time_unix_nano, attributes, links) VALUES "
+            "(%s, %s, 'replay lab.public.runs', 'PRODUCER', 'labstream-replay', %s, %s, %s, %s)",
+            (replay_trace, replay_span, now, now + NS, json.dumps({
+                "lab.tenant.id": ours.tenant, "lab.replay.id": "rp-1",
+                "labstream-replay-of": "lab.public.runs/0/7"}), link))
+    # a re-driven job: its row names the copy, its trace the original
+    execute(database_url, "UPDATE public.jobs SET trace_id = %s, source_offset = 99 "
+            "WHERE id = %s", (replay_trace, ours.job))
+    try:
+        headers = headers_for(ours.tenant)
+        overview = client.get(f"/experiments/{ours.experiment}/overview", headers=headers)
+        assert overview.status_code == 200, overview.text
+        body = overview.json()
+        assert body["experiment"]["id"] == ours.experiment
+        [job] = body["jobs"]
+        assert job["id"] == ours.job and job["replayed_from"] == "lab.public.runs/0/7"
+        assert job["replay"]["dry_run"] == "labstream replay run --offsets lab.public.runs:0:7"
+        traces = {t["trace_id"]: t for t in body["traces"]}
+        assert set(traces) == {ours.trace_id, replay_trace}
+        assert traces[replay_trace]["replay_id"] == "rp-1"
+        # the submission's trace shows the replay that links into it
+        trace = client.get(f"/traces/{ours.trace_id}", headers=headers).json()
+        assert [s["span_id"] for s in trace["linking_spans"]] == [replay_span]
+        related = client.get(f"/traces/{ours.trace_id}/related", headers=headers).json()
+        assert related["experiments"] == [ours.experiment]
+        assert [(t["trace_id"], t["relation"]) for t in related["traces"]] == [
+            (replay_trace, "replay of this trace")]
+        # nobody else sees any of it
+        other = headers_for(theirs.tenant)
+        assert client.get(f"/experiments/{ours.experiment}/overview", headers=other
+                          ).status_code == 404
+        assert client.get(f"/traces/{ours.trace_id}/related", headers=other).status_code == 404
+    finally:
+        execute(database_url, "DELETE FROM labstream.spans WHERE trace_id = %s", (replay_trace,))
+
+
+def test_redrive_from_the_page_needs_the_job_id_and_a_name_and_records_consent_first(
+        client, tenants, database_url):
+    ours, theirs = tenants
+    headers = headers_for(ours.tenant)
+    # a record in a topic that does not exist: the re-drive fails after the consent is kept
+    missing_topic = f"lab.nosuch-{uuid.uuid4().hex[:8]}"
+    execute(database_url, "UPDATE public.jobs SET source_topic = %s WHERE id = %s",
+            (missing_topic, ours.job))
+    url = f"/jobs/{ours.job}/replay/execute"
+    wrong = client.post(url, headers=headers, json={"confirm_job_id": "job-x",
+                                                    "consented_by": "ada"})
+    assert wrong.status_code == 422 and wrong.json()["error"].startswith("confirm_job_id:")
+    nameless = client.post(url, headers=headers, json={"confirm_job_id": ours.job})
+    assert nameless.status_code == 422 and "consented_by" in nameless.json()["error"]
+    assert client.post(f"/jobs/{theirs.job}/replay/execute", headers=headers, json={
+        "confirm_job_id": theirs.job, "consented_by": "ada"}).status_code == 404
+    assert execute(database_url, "SELECT count(*) FROM labstream.console_replay_consents "
+                   "WHERE job_id IN (%s, %s)", (ours.job, theirs.job)) == [(0,)]
+    failed = client.post(url, headers=headers, json={"confirm_job_id": ours.job,
+                                                     "consented_by": "ada"})
+    assert failed.status_code == 409, failed.text
+    assert "does not exist" in failed.json()["error"] and "Traceback" not in failed.text
+    [consent] = execute(database_url, "SELECT tenant_id, record, consented_by, status, error, "
+                        "command FROM labstream.console_replay_consents WHERE job_id = %s",
+                        (ours.job,))
+    assert consent[:4] == (ours.tenant, f"{missing_topic}:0:42", "ada", "failed")
+    assert "does not exist" in consent[4] and consent[5].endswith("--execute")
+    execute(database_url, "DELETE FROM labstream.console_replay_consents WHERE job_id = %s",
+            (ours.job,))
+
+
+def test_a_job_in_another_trace_is_linked_from_the_submissions_trace(
+        client, tenants, database_url):
+    """The run's job runs in a trace of its own: the submission's trace still leads to it."""
+    ours, _ = tenants
+    run_trace, job = uuid.uuid4().hex, f"job-{uuid.uuid4().hex[:12]}"
+    execute(database_url,
+            "INSERT INTO public.jobs (id, job_key, rule_id, tenant_id, experiment_id, backend, "
+            "status, trace_id) VALUES (%s, %s, 'r-run', %s, %s, 'local', 'queued', %s)",
+            (job, f"key-{job}", ours.tenant, ours.experiment, run_trace))
+    try:
+        related = client.get(f"/traces/{ours.trace_id}/related",
+                             headers=headers_for(ours.tenant)).json()
+        assert [(t["trace_id"], t["relation"]) for t in related["traces"]] == [
+            (run_trace, "same experiment")]
+        back = client.get(f"/traces/{run_trace}/related", headers=headers_for(ours.tenant)).json()
+        assert [j["id"] for j in back["jobs"]] == [job]
+        assert ours.trace_id in [t["trace_id"] for t in back["traces"]]
+    finally:
+        execute(database_url, "DELETE FROM public.jobs WHERE id = %s", (job,))

@@ -190,3 +190,48 @@ def test_a_verdict_that_breaks_is_a_note_not_an_error(monkeypatch):
     document = console_routes.explain_document(TRACE, 1.0)
     assert headline(document) == ("no verdict yet: the verdict could not be worked out: "
                                   "RuntimeError: kafka exploded")
+
+
+def test_list_query_parses_filters_and_names_the_bad_field():
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from labstream.api.console_model import (
+        EXPERIMENT_STATUSES,
+        QueryError,
+        decode_cursor,
+        encode_cursor,
+        page,
+        parse_list_query,
+    )
+
+    query = parse_list_query({"q": " 50%_x ", "status": "failed", "since": "2026-12-03T09:00:00Z",
+                              "limit": "5"}, statuses=EXPERIMENT_STATUSES)
+    params = query.params("acme")
+    assert params["q_like"] == "%50\\%\\_x%" and params["status"] == "failed"
+    assert params["limit"] == 6 and params["since"] == datetime(2026, 12, 3, 9, tzinfo=UTC)
+    trace = parse_list_query({"q": "AB" * 16}, statuses=EXPERIMENT_STATUSES).params("acme")
+    assert trace["trace"] == "ab" * 16
+    for bad, field in (({"status": "done"}, "status"), ({"limit": "101"}, "limit"),
+                       ({"until": "soon"}, "until"), ({"before": "!!"}, "before")):
+        with pytest.raises(QueryError) as info:
+            parse_list_query(bad, statuses=EXPERIMENT_STATUSES)
+        assert info.value.field == field and str(info.value).startswith(f"{field}: ")
+    at = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    assert decode_cursor(encode_cursor(at, "exp-9")) == (at, "exp-9")
+    rows = [{"id": f"e{i}", "created_at": at} for i in range(3)]
+    assert page(rows, 3) == (rows, None)
+    kept, cursor = page(rows, 2)
+    assert kept == rows[:2] and decode_cursor(cursor) == (at, "e1")
+
+
+def test_a_redriven_jobs_commands_name_the_original_record():
+    from labstream.api.console_model import replay_commands
+
+    job = {"source_topic": "lab.public.runs", "source_partition": 0, "source_offset": 99,
+           "status": "failed", "replayed_from": "lab.public.runs/0/7"}
+    assert replay_commands(job) == {
+        "dry_run": "labstream replay run --offsets lab.public.runs:0:7",
+        "execute": "labstream replay run --offsets lab.public.runs:0:7 --execute",
+    }

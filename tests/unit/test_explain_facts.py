@@ -52,6 +52,18 @@ def test_cdc_record_reads_status_commit_time_and_trace_header():
     assert record.trace_id == TRACE and record.headers == ("traceparent", "tracestate")
 
 
+def test_a_replayed_copy_names_its_original_and_has_no_delay_after_commit():
+    """A replay produced minutes after the commit: not "slowest 169493 ms after commit"."""
+    value = {"op": "u", "after": {"id": "run-1", "status": "completed"},
+             "source": {"ts_ms": 1_000}}
+    raw = FakeRecord("lab.public.runs", 0, 41, 170_493, connect_json({"id": "run-1"}),
+                     connect_json(value), [("labstream-replay-id", b"rp-1"),
+                                           ("labstream-replay-of", b"lab.public.runs/0/7")])
+    record = cdc_record(raw, "runs", deserializer=None)
+    assert record is not None and record.replay_of == "lab.public.runs/0/7"
+    assert record.delay_ms is None
+
+
 def test_cdc_record_of_a_delete_uses_before_and_a_tombstone_is_none():
     value = {"op": "d", "before": {"id": "run-1", "status": "failed"}, "after": None,
              "source": {}}

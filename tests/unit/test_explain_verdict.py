@@ -259,3 +259,44 @@ def test_kafka_not_answering_is_unknown_not_a_capture_failure():
     assert statuses(result) == [UNKNOWN, NOT_REACHED, NOT_REACHED, NOT_REACHED]
     assert "Kafka did not answer" in result.answers[0].summary
     assert "--bootstrap-servers" in result.next_step
+
+
+def test_a_submission_with_no_rule_is_expected_and_waits_for_its_run():
+    """No rule on experiment.submitted is normal: not "broken", and no {payload.run_id} fix."""
+    running = (replace(RUN, status="running"), replace(RUN_QUEUED, status="running"))
+    for runs, records in (((), ()), ((running[0],), (running[1],))):
+        result = explain(facts(runs=runs, cdc_records=(EXP_RECORD, *records),
+                               decisions=(SUBMITTED_NO_RULE,), jobs=()))
+        triggered = result.answers[1]
+        assert triggered.status == PENDING, triggered
+        assert triggered.summary.startswith("expected, waiting for the run to complete")
+        assert not triggered.fix and "payload.run_id" not in json.dumps(
+            explanation_document(result, facts()))
+        assert result.next_step.startswith("nothing to do yet") and "exp-1" in result.next_step
+
+
+def test_a_completed_run_with_only_the_submission_decision_is_still_broken():
+    result = explain(facts(decisions=(SUBMITTED_NO_RULE,), jobs=()))
+    assert result.answers[1].status == NO
+    assert "waiting" not in result.answers[1].summary
+
+
+def test_the_rule_to_add_uses_a_field_its_kind_has():
+    no_rule = replace(FIRED, outcome="skipped", reason="no_rule_for_kind", rule_id=None,
+                      job_key=None, job_id=None, event_kind="run.failed")
+    failed_run = replace(RUN, status="failed")
+    failed_record = replace(RUN_DONE, status="failed")
+    result = explain(facts(runs=(failed_run,), cdc_records=(EXP_RECORD, failed_record),
+                           decisions=(no_rule,), jobs=()))
+    assert '"--run", "{payload.run_id}"' in result.answers[1].fix[0]
+
+
+def test_a_replayed_copy_reports_no_lag_after_commit():
+    """The replayed record was produced 169 s after the commit: that is no connector lag."""
+    copy = replace(RUN_DONE, offset=30, timestamp_ms=RUN_DONE.source_ts_ms + 169_493,
+                   replay_of="lab.public.runs/0/21")
+    result = explain(facts(cdc_records=(EXP_RECORD, RUN_QUEUED, copy)))
+    captured = result.answers[0]
+    assert captured.status == YES and "slowest 40 ms" in captured.summary
+    assert "169493" not in json.dumps(explanation_document(result, facts()))
+    assert any("a replayed copy of lab.public.runs/0/21" in line for line in captured.evidence)

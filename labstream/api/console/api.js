@@ -1,10 +1,14 @@
 // The lab API as the page uses it: every request carries the signed-in credential
 // (Authorization: Bearer). The credential lives in sessionStorage: this tab only,
 // gone when the tab closes, never in a cookie the browser would send by itself.
+// `request` is the ONE place the page talks to the API: every call goes through it (it
+// adds the credential, and tracks whether the API answers).
 
 const TOKEN_KEY = "labstream.token";
 const TENANT_KEY = "labstream.tenant";
 const ROLE_KEY = "labstream.role";
+// answers after which asking again cannot help: the view shows them and stops polling
+export const FINAL_STATUSES = new Set([400, 401, 403, 404, 410, 422]);
 
 export class ApiError extends Error {
   constructor(status, message, hint) {
@@ -12,6 +16,39 @@ export class ApiError extends Error {
     this.status = status;
     this.hint = hint;
   }
+
+  // the request never got an answer from the API (network, or a proxy saying it is gone)
+  get unreachable() {
+    return this.status === 0 || this.status === 502 || this.status === 503 || this.status === 504;
+  }
+
+  get final() {
+    return FINAL_STATUSES.has(this.status);
+  }
+}
+
+// Whether the API answers: {ok, lastGoodAt (ms), downSince (ms), error}. Listeners get
+// every change, so the page can say "stale since ..." and clear it when the API is back.
+const health = { ok: true, lastGoodAt: null, downSince: null, error: null };
+const listeners = new Set();
+
+export function onApiHealth(listener) {
+  listeners.add(listener);
+  listener({ ...health });
+  return () => listeners.delete(listener);
+}
+
+function setHealth(ok, error = null) {
+  const changed = ok !== health.ok;
+  if (ok) {
+    health.lastGoodAt = Date.now();
+    health.downSince = null;
+  } else if (health.downSince === null) {
+    health.downSince = Date.now();
+  }
+  health.ok = ok;
+  health.error = error;
+  if (changed) for (const listener of listeners) listener({ ...health });
 }
 
 // The tenant of the signed-in credential; an operator (who reads any tenant) names
@@ -22,7 +59,8 @@ export function currentTenant() {
   if (fromUrl && sessionStorage.getItem(ROLE_KEY) === "operator") {
     sessionStorage.setItem(TENANT_KEY, fromUrl.trim());
   }
-  return sessionStorage.getItem(TENANT_KEY) || "";
+  const stored = sessionStorage.getItem(TENANT_KEY);
+  return stored && stored !== "null" ? stored : "";
 }
 
 // Check the token with the API (GET /auth/whoami), then keep it for this tab.
@@ -44,7 +82,7 @@ export function signOut() {
 export async function request(method, path, { body, headers = {} } = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   const tenant = currentTenant();
-  if (!token || !tenant) throw new ApiError(0, "sign in first", "paste your API token at the top (labstream tokens create)");
+  if (!token || !tenant) throw new ApiError(401, "sign in first", "paste your API token at the top (labstream tokens create)");
   const init = { method, headers: { Authorization: `Bearer ${token}`, ...headers } };
   if (sessionStorage.getItem(ROLE_KEY) === "operator") init.headers["X-Lab-Tenant"] = tenant;
   if (body !== undefined) {
@@ -55,7 +93,9 @@ export async function request(method, path, { body, headers = {} } = {}) {
   try {
     response = await fetch(path, init);
   } catch (error) {
-    throw new ApiError(0, `the lab API did not answer (${error.message})`, "is `labstream api` running?");
+    const failure = new ApiError(0, `the lab API did not answer (${error.message})`, "is `labstream api` running?");
+    setHealth(false, failure);
+    throw failure;
   }
   const text = await response.text();
   let data = null;
@@ -66,8 +106,11 @@ export async function request(method, path, { body, headers = {} } = {}) {
   }
   if (response.status === 401) signOut(); // revoked or expired: ask for a new one
   if (!response.ok) {
-    throw new ApiError(response.status, (data && data.error) || response.statusText, data && data.hint);
+    const failure = new ApiError(response.status, (data && data.error) || response.statusText, data && data.hint);
+    setHealth(!failure.unreachable, failure.unreachable ? failure : null);
+    throw failure;
   }
+  setHealth(true);
   return { data, headers: response.headers, status: response.status };
 }
 

@@ -66,3 +66,26 @@ export async function copyText(text) {
     return copied;
   }
 }
+
+// "14:03:27" for a time in ms (the stale line, log timestamps)
+export function formatClock(ms) {
+  if (ms === null || ms === undefined) return "–";
+  return new Date(ms).toLocaleTimeString([], { hour12: false });
+}
+
+// Every id on the page is a link to its own view.
+export function idLink(kind, id, attributes = {}) {
+  if (!id) return "–";
+  const path = { experiment: "experiments", job: "jobs", trace: "traces" }[kind];
+  return el("a", { href: `#/${path}/${encodeURIComponent(id)}`, class: "mono", ...attributes }, id);
+}
+
+// The view's loading / empty / not-found / error states, one look for all of them.
+export function stateNote(kind, text) {
+  return el("p", { class: `state state-${kind}`, "data-state": kind }, text);
+}
+
+// replaceChildren without the trap: a null or false child would be written as "null"
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+}

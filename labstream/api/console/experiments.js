@@ -1,33 +1,112 @@
-// Experiments view: submit an experiment (with a trace started here), and the tenant's
-// recent experiments with the jobs they triggered, refreshed every few seconds.
+// Experiments and jobs lists: submit an experiment (with a trace started here), then
+// search, filter and page through the tenant's experiments or jobs. The filters live in
+// the address (#/?status=failed&q=...), so a filtered list is a link to share.
 
 import { get, request } from "./api.js";
-import { el, formatDuration, formatTime, replaceKeepingFocus, statusBadge } from "./dom.js";
+import { el, fill, formatDuration, formatTime, idLink, replaceKeepingFocus, stateNote, statusBadge } from "./dom.js";
 import { newTraceContext } from "./traceparent.js";
 
 const KINDS = ["hplc", "synthesis", "cell-culture", "lc-ms", "plate-read"];
+const EXPERIMENT_STATUSES = ["submitted", "queued", "running", "completed", "failed", "cancelled"];
+const JOB_STATUSES = ["queued", "started", "succeeded", "failed", "timed_out", "launch_failed"];
+const FILTERS = ["q", "status", "kind", "submitted_by", "rule", "job_status", "since", "until"];
 const REFRESH_MS = 2000;
 
-export function experimentsView(main, { announce, poll }) {
+export function experimentsView(main, context) {
   const result = el("div", { id: "submit-result", class: "submit-result", "aria-live": "polite" });
-  const list = el("div", { id: "experiments-list" }, el("p", {}, "Loading experiments…"));
   main.replaceChildren(
     el("h2", {}, "Experiments"),
-    submitForm(result, announce),
+    submitForm(result, context.announce),
     result,
-    el("section", { "aria-labelledby": "recent-heading" },
-      el("h3", { id: "recent-heading" }, "Recent experiments and their jobs"),
-      list),
+    listSection("experiments", context),
   );
+}
+
+export function jobsView(main, context) {
+  main.replaceChildren(el("h2", {}, "Jobs"), listSection("jobs", context));
+}
+
+// The filter form, the list and its pager; polled, the filters from the address.
+function listSection(what, { poll, params, setTitle }) {
+  const filters = Object.fromEntries(FILTERS.map((name) => [name, params.get(name) || ""]));
+  const before = params.get("before") || "";
+  const active = FILTERS.filter((name) => filters[name]);
+  const label = what === "jobs" ? "Jobs" : "Experiments";
+  setTitle(active.length ? `${label}: ${active.map((n) => `${n}=${filters[n]}`).join(", ")}` : label);
+  const list = el("div", { id: `${what}-list`, "aria-busy": "true" }, stateNote("loading", `Loading ${what}…`));
+  const pager = el("nav", { class: "pager", "aria-label": "Pages" });
+  const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+  query.set("limit", "20");
+  if (before) query.set("before", before);
   let lastJson = "";
   poll(async () => {
-    const data = await get("/experiments?limit=20");
-    const json = JSON.stringify(data.experiments);
-    if (json !== lastJson) {
-      lastJson = json;
-      replaceKeepingFocus(list, experimentsTable(data.experiments));
+    const data = await get(`/${what}?${query}`);
+    const rows = data[what];
+    const json = JSON.stringify(data);
+    if (json === lastJson) return;
+    lastJson = json;
+    list.removeAttribute("aria-busy");
+    const empty = active.length || before
+      ? stateNote("empty", `No ${what} match these filters.`)
+      : stateNote("empty", what === "jobs" ? "No jobs yet for this tenant." : "No experiments yet for this tenant.");
+    replaceKeepingFocus(list, rows.length ? (what === "jobs" ? jobsTable(rows) : experimentsTable(rows)) : empty);
+    fill(pager,
+      before ? el("a", { href: `#${what === "jobs" ? "/jobs" : "/"}?${withParams(filters, {})}`, id: "page-newest" }, "← Newest") : null,
+      data.next_before ? el("a", { href: `#${what === "jobs" ? "/jobs" : "/"}?${withParams(filters, { before: data.next_before })}`,
+        id: "page-older", "data-focus-key": "page-older" }, "Older →") : null);
+  }, REFRESH_MS, (error) => {
+    list.removeAttribute("aria-busy");
+    list.replaceChildren(stateNote("error", `${error.message}${error.hint ? ` (${error.hint})` : ""}`));
+  });
+  return el("section", { "aria-labelledby": "list-heading" },
+    el("h3", { id: "list-heading" }, what === "jobs" ? "Jobs, newest first" : "Experiments and their jobs, newest first"),
+    filterForm(what, filters), list, pager);
+}
+
+function withParams(filters, extra) {
+  const query = new URLSearchParams(Object.entries({ ...filters, ...extra }).filter(([, v]) => v));
+  return query.toString();
+}
+
+function filterForm(what, filters) {
+  const statuses = what === "jobs" ? JOB_STATUSES : EXPERIMENT_STATUSES;
+  const select = (name, label, options) => field(`filter-${name}`, label,
+    el("select", { id: `filter-${name}`, name }, el("option", { value: "" }, "any"),
+      options.map((value) => el("option", { value, selected: filters[name] === value }, value))));
+  const text = (name, label, attributes = {}) => field(`filter-${name}`, label,
+    el("input", { id: `filter-${name}`, name, value: filters[name], ...attributes }));
+  const form = el("form", { id: "filter-form", class: "filter-form", role: "search", "aria-label": `Search ${what}` },
+    text("q", "Search", { type: "search", placeholder: "experiment, job or trace id, title",
+      spellcheck: "false" }),
+    select("status", "Status", statuses),
+    select("kind", "Kind", KINDS),
+    text("submitted_by", "Submitted by"),
+    text("rule", "Rule"),
+    what === "jobs" ? null : select("job_status", "Job status", JOB_STATUSES),
+    text("since", "Since", { type: "datetime-local" }),
+    text("until", "Until", { type: "datetime-local" }),
+    el("div", { class: "actions" },
+      el("button", { type: "submit", id: "filter-apply" }, "Search"), " ",
+      el("a", { href: what === "jobs" ? "#/jobs" : "#/", id: "filter-clear" }, "Clear filters")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const values = Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v).trim()]));
+    for (const name of ["since", "until"]) {
+      // datetime-local is the browser's local time: send an absolute time
+      if (values[name] && !/[zZ]|[+-]\d\d:\d\d$/.test(values[name])) values[name] = new Date(values[name]).toISOString();
     }
-  }, REFRESH_MS);
+    location.hash = `${what === "jobs" ? "/jobs" : "/"}?${withParams(values, {})}`;
+  });
+  for (const name of ["since", "until"]) {
+    const input = form.querySelector(`#filter-${name}`);
+    if (filters[name]) {
+      const date = new Date(filters[name]);
+      if (!Number.isNaN(date.getTime())) {
+        input.value = new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+      }
+    }
+  }
+  return form;
 }
 
 function field(id, label, control, help) {
@@ -92,7 +171,10 @@ async function submit(values, protocol, result, announce) {
       },
     });
   } catch (error) {
-    announce(`Not submitted: ${error.message}${error.hint ? ` (${error.hint})` : ""}`, "error");
+    // in the result box, not the status line: the list's refreshes must not overwrite it
+    const message = `Not submitted: ${error.message}${error.hint ? ` (${error.hint})` : ""}`;
+    result.replaceChildren(el("p", { class: "error", id: "submit-error" }, message));
+    announce(message, "error");
     return;
   }
   const endedMs = performance.timeOrigin + performance.now();
@@ -100,11 +182,11 @@ async function submit(values, protocol, result, announce) {
   const sameTrace = experiment.trace_id === trace.traceId;
   const shown = [
     el("p", {},
-      "Submitted ", el("strong", { id: "submitted-experiment" }, experiment.id), ". Trace id ",
+      "Submitted ", el("strong", { id: "submitted-experiment" }, idLink("experiment", experiment.id)), ". Trace id ",
       el("code", { id: "submitted-trace" }, trace.traceId), " ",
       el("a", { href: `#/traces/${trace.traceId}`, id: "submitted-trace-link" }, "view the trace")),
     sameTrace ? null : el("p", { class: "error" },
-      `The API answered with another trace id (${experiment.trace_id}): it did not continue ours.`),
+      `The API answered with another trace id (${experiment.trace_id || "none"}): it did not continue ours.`),
   ];
   result.replaceChildren(...shown.filter(Boolean));
   announce(`Submitted ${experiment.id}, trace ${trace.traceId}`);
@@ -124,14 +206,13 @@ async function recordPageSpan(trace, experimentId, startedMs, endedMs) {
       await request("POST", `/traces/${trace.traceId}/spans`, { body });
       return;
     } catch (error) {
-      if (error.status !== 404 && error.status !== 0) return;
+      if (error.status !== 404 && !error.unreachable) return;
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 
 function experimentsTable(experiments) {
-  if (!experiments.length) return el("p", {}, "No experiments yet for this tenant.");
   return el("div", { class: "table-scroll" }, el("table", { class: "experiments" },
     el("caption", { class: "visually-hidden" }, "Experiments, newest first, with their jobs"),
     el("thead", {}, el("tr", {},
@@ -147,7 +228,7 @@ function experimentRow(experiment) {
       experiment.trace_id.slice(0, 8) + "…")
     : "–";
   return el("tr", { "data-experiment": experiment.id },
-    el("th", { scope: "row" }, el("span", { class: "mono" }, experiment.id),
+    el("th", { scope: "row" }, idLink("experiment", experiment.id, { "data-focus-key": `exp-${experiment.id}` }),
       experiment.title ? el("div", { class: "muted" }, experiment.title) : null),
     el("td", { "data-label": "Kind" }, experiment.kind),
     el("td", { "data-label": "Status" }, statusBadge(experiment.status)),
@@ -163,4 +244,21 @@ function jobItem(job) {
     el("a", { href: `#/jobs/${job.id}`, "data-focus-key": `job-${job.id}`, class: "mono" }, job.id), " ",
     el("span", {}, job.rule_id), " · ", el("span", {}, job.backend), " · ", statusBadge(job.status),
     " · ", el("span", {}, formatDuration(job.duration_s)));
+}
+
+function jobsTable(jobs) {
+  return el("div", { class: "table-scroll" }, el("table", { class: "experiments jobs-table" },
+    el("caption", { class: "visually-hidden" }, "Jobs, newest first"),
+    el("thead", {}, el("tr", {}, ["Job", "Rule", "Status", "Attempt", "Experiment", "Created", "Duration", "Trace"]
+      .map((name) => el("th", { scope: "col" }, name)))),
+    el("tbody", {}, jobs.map((job) => el("tr", { "data-job": job.id },
+      el("th", { scope: "row" }, idLink("job", job.id, { "data-focus-key": `job-${job.id}` })),
+      el("td", { "data-label": "Rule" }, job.rule_id),
+      el("td", { "data-label": "Status" }, statusBadge(job.status)),
+      el("td", { "data-label": "Attempt" }, String(job.attempt)),
+      el("td", { "data-label": "Experiment" }, idLink("experiment", job.experiment_id)),
+      el("td", { "data-label": "Created" }, formatTime(job.created_at)),
+      el("td", { "data-label": "Duration" }, formatDuration(job.duration_s)),
+      el("td", { "data-label": "Trace" }, job.trace_id ? el("a", { href: `#/traces/${job.trace_id}`, class: "mono",
+        title: job.trace_id }, `${job.trace_id.slice(0, 8)}…`) : "–"))))));
 }
