@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-TRACEPARENT = "traceparent"
+from base.contracts.headers import TRACEPARENT
 
 
 class Decoder(Protocol):

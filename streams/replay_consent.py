@@ -31,7 +31,7 @@ from base.contracts import headers
 from base.errors import ConfigError
 
 RERUN_SUCCEEDED_HEADER = headers.RERUN_SUCCEEDED
-REPLAY_ID_HEADER = "labstream-replay-id"
+REPLAY_ID_HEADER = headers.REPLAY_ID
 _VERSION = "v1"
 
 
