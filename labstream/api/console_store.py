@@ -272,7 +272,36 @@ async def experiment_overview(
             job["replayed_from"] = await _replayed_from(cursor, job.get("trace_id"))
     trace_ids = await experiment_trace_ids(conn, [experiment_id])
     traces = await trace_summaries(conn, tenant_id=tenant_id, trace_ids=trace_ids)
+    attempts = await _job_attempts(conn, experiment_id, {t["trace_id"] for t in traces})
+    for job in jobs:
+        job["attempts"] = attempts.get(job["id"], [])
     return {"experiment": experiment, "runs": runs, "jobs": jobs, "traces": traces}
+
+
+# Every attempt of a job is a `job <rule>` span (the runner's, one per attempt, each in
+# the trace of the record that launched it): the jobs row keeps only the last one.
+_JOB_ATTEMPTS = """
+    SELECT attributes ->> 'lab.job.id' AS job_id,
+           (attributes ->> 'lab.job.attempt')::int AS attempt,
+           attributes ->> 'lab.job.status' AS status,
+           (attributes ->> 'lab.job.exit_code')::int AS exit_code, trace_id,
+           start_time_unix_nano, duration_ns
+      FROM labstream.spans
+     WHERE attributes ? 'lab.experiment.id' AND attributes ->> 'lab.experiment.id' = %(id)s
+       AND attributes ? 'lab.job.attempt' AND trace_id = ANY(%(traces)s)
+     ORDER BY start_time_unix_nano
+"""
+
+
+async def _job_attempts(conn: AsyncConnection, experiment_id: str,
+                        owned_traces: set[str]) -> dict[str, list[dict[str, Any]]]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(_JOB_ATTEMPTS, {"id": experiment_id, "traces": sorted(owned_traces)})
+        rows = await cursor.fetchall()
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_job.setdefault(row.pop("job_id"), []).append(row)
+    return by_job
 
 
 async def related_traces(

@@ -308,9 +308,19 @@ def test_experiment_overview_has_jobs_traces_and_replays(client, tenants, databa
             (replay_trace, replay_span, now, now + NS, json.dumps({
                 "lab.tenant.id": ours.tenant, "lab.replay.id": "rp-1",
                 "labstream-replay-of": "lab.public.runs/0/7"}), link))
-    # a re-driven job: its row names the copy, its trace the original
-    execute(database_url, "UPDATE public.jobs SET trace_id = %s, source_offset = 99 "
-            "WHERE id = %s", (replay_trace, ours.job))
+    # a re-driven job: its row names the copy, its trace the original; one runner span per
+    # attempt (the first in the submission's trace, the second in the replay's)
+    execute(database_url, "UPDATE public.jobs SET trace_id = %s, source_offset = 99, "
+            "attempt = 2 WHERE id = %s", (replay_trace, ours.job))
+    for trace_id, attempt, start in ((ours.trace_id, 1, now - 5 * NS), (replay_trace, 2, now)):
+        execute(database_url,
+                "INSERT INTO labstream.spans (trace_id, span_id, name, kind, service_name, "
+                "start_time_unix_nano, end_time_unix_nano, attributes) VALUES "
+                "(%s, %s, 'job r-peaks', 'INTERNAL', 'labstream-worker', %s, %s, %s)",
+                (trace_id, uuid.uuid4().hex[:16], start, start + NS, json.dumps({
+                    "lab.tenant.id": ours.tenant, "lab.experiment.id": ours.experiment,
+                    "lab.job.id": ours.job, "lab.job.attempt": attempt,
+                    "lab.job.status": "failed", "lab.job.exit_code": 2})))
     try:
         headers = headers_for(ours.tenant)
         overview = client.get(f"/experiments/{ours.experiment}/overview", headers=headers)
@@ -320,6 +330,8 @@ def test_experiment_overview_has_jobs_traces_and_replays(client, tenants, databa
         [job] = body["jobs"]
         assert job["id"] == ours.job and job["replayed_from"] == "lab.public.runs/0/7"
         assert job["replay"]["dry_run"] == "labstream replay run --offsets lab.public.runs:0:7"
+        assert [(a["attempt"], a["trace_id"], a["exit_code"]) for a in job["attempts"]] == [
+            (1, ours.trace_id, 2), (2, replay_trace, 2)]
         traces = {t["trace_id"]: t for t in body["traces"]}
         assert set(traces) == {ours.trace_id, replay_trace}
         assert traces[replay_trace]["replay_id"] == "rp-1"

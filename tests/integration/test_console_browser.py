@@ -436,6 +436,12 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     # its trace shows the replay span, linked to the original trace: a link back
     page.goto(f"{console_url}/console/#/traces/{failed_trace}")
     page.wait_for_selector("#linking-spans li", timeout=60_000)
+    # the experiment page lists both attempts of the job, each with its own trace
+    page.goto(f"{console_url}/console/#/experiments/{failed_experiment}")
+    attempts = f"[data-job-attempts='{failed_job}'] li"
+    page.wait_for_function(f"document.querySelectorAll(\"{attempts}\").length === 2",
+                           timeout=60_000)
+    assert "exit 2" in page.inner_text(f"{attempts}[data-attempt='2']")
 
     # narrow window: still one readable column
     page.set_viewport_size({"width": 400, "height": 800})

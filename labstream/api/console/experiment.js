@@ -61,8 +61,8 @@ function overview({ experiment, runs, jobs, traces }) {
         formatTime(run.finished_at), run.error ? el("span", { class: "error" }, run.error) : "–"]))
         : stateNote("empty", "No run yet: the lab has not started this experiment.")),
     el("section", { "aria-labelledby": "jobs-heading" }, el("h3", { id: "jobs-heading" }, `Jobs (${jobs.length})`),
-      jobs.length ? table("experiment-jobs", ["Job", "Rule", "Status", "Attempt", "Exit", "Duration", "Record", "Trace"],
-        jobs.map((job) => [idLink("job", job.id), job.rule_id, statusBadge(job.status), String(job.attempt),
+      jobs.length ? table("experiment-jobs", ["Job", "Rule", "Status", "Attempts", "Exit", "Duration", "Record", "Trace"],
+        jobs.map((job) => [idLink("job", job.id), job.rule_id, statusBadge(job.status), attemptList(job),
           job.exit_code === null ? "–" : String(job.exit_code), formatDuration(job.duration_s),
           el("span", { class: "mono small" }, job.replayed_from ? `${job.source} (replay of ${job.replayed_from})` : job.source || "–"),
           idLink("trace", job.trace_id, { class: "mono small" })]))
@@ -71,6 +71,15 @@ function overview({ experiment, runs, jobs, traces }) {
       traces.length ? el("ul", { class: "trace-list", id: "experiment-traces" }, traces.map(traceItem))
         : stateNote("empty", "No trace yet: spans reach the span store a few seconds late.")),
   ];
+}
+
+// Every attempt of the job (from its spans; the jobs row keeps only the last one).
+function attemptList(job) {
+  if (!job.attempts || !job.attempts.length) return String(job.attempt);
+  return el("ol", { class: "attempts", "data-job-attempts": job.id }, job.attempts.map((a) =>
+    el("li", { "data-attempt": a.attempt }, `#${a.attempt} `, statusBadge(a.status),
+      a.exit_code === null ? "" : ` exit ${a.exit_code}`, " · ",
+      idLink("trace", a.trace_id, { class: "mono small", title: a.trace_id }))));
 }
 
 export function traceItem(trace) {
