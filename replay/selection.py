@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from base.contracts import traceids
+from base.contracts import headers, traceids
 from base.errors import ServiceUnavailable
 from replay.exceptions import EmptySelection, ReplayError, SelectionError
 from replay.filterexpr import Filter, compile_filter
@@ -30,8 +30,8 @@ from replay.record import Decoder, ReplayRecord
 from replay.timespec import format_millis, parse_time, to_millis
 
 STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"
-REPLAY_ID_HEADER = "labstream-replay-id"  # replay.headers.REPLAY_ID (no tracing import here)
-REPLAY_OF_HEADER = "labstream-replay-of"  # replay.headers.REPLAY_OF
+REPLAY_ID_HEADER = headers.REPLAY_ID
+REPLAY_OF_HEADER = headers.REPLAY_OF
 OPS = ("c", "u", "d", "r", "t", "m")
 _RANGE = re.compile(r"^(?P<topic>.+):(?P<partition>\d+):(?P<start>\d+)?(?:-(?P<end>\d+)?)?$")
 

@@ -37,7 +37,7 @@ from tracing import semconv
 from tracing.propagation import inject_headers, job_environment
 
 log = logging.getLogger(__name__)
-REPLAY_HEADER_PREFIX = "labstream-replay"
+REPLAY_HEADER_PREFIX = headers.REPLAY_PREFIX
 RERUN_SUCCEEDED_HEADER = replay_consent.RERUN_SUCCEEDED_HEADER  # signed: see replay_consent
 SUBMIT_RETRY_S = 0.2
 SUBMIT_RETRY_MAX_S = 5.0

@@ -15,7 +15,8 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 # Honeycomb beeline propagation header
 BEELINE = "X-Honeycomb-Trace"
-# replay marks (docs/replay.md)
+# replay marks (docs/replay.md); the worker keeps every header with this prefix
+REPLAY_PREFIX = "labstream-replay"
 REPLAY_ID = "labstream-replay-id"
 REPLAY_OF = "labstream-replay-of"
 RERUN_SUCCEEDED = "labstream-replay-rerun-succeeded"
