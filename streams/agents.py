@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
+from base.contracts import headers
 from base.logs import kv
 from streams import codec, deadletter, replay_consent
 from streams.codec import CdcDecoder, RoutedSerializer
