@@ -160,7 +160,8 @@ class DbSchemaRegistry:
                     f"under compatibility level {level}: {'; '.join(problems)}",
                     messages=problems,
                     hint="make the change compatible (new fields need a default), or set the "
-                    f"subject's level: PUT /config/{subject} (labstream registry serve)",
+                    f"subject's level: PUT /config/{subject} on `labstream registry serve` "
+                    "(without --read-only)",
                 )
             self._apply_offset(conn)
             row = conn.execute(_INSERT_SQL, params).fetchone()
