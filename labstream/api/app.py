@@ -49,9 +49,7 @@ from tracing.propagation import job_environment, trace_id_hex
 from tracing.spanstore import fetch_trace_async
 from tracing.waterfall import trace_document
 
-# experiment, job and tenant ids: what the simulator, the API and the job runner make
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-ID_RULE = "letters, digits and . _ : - (first a letter or digit), at most 128"
+_ID, ID_RULE = auth.ID, auth.ID_RULE
 # text fields of an experiment, in characters; protocol in bytes of its JSON
 FIELD_LIMITS = {"id": 128, "title": 500, "submitted_by": 200, "protocol": 128 * 1024}
 

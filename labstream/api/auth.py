@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +26,21 @@ import psycopg
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from labstream.api.exceptions import Forbidden, NotFound, RateLimited, Unauthenticated
+from labstream.api.exceptions import (
+    BadInput,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
 from labstream.api.settings import ApiSettings
 from labstream.auth import tokens
 from labstream.auth.tokens import Role
 
 TENANT_HEADER = "x-lab-tenant"
+# experiment, job and tenant ids: what the simulator, the API and the job runner make
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+ID_RULE = "letters, digits and . _ : - (first a letter or digit), at most 128"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CACHE_MAX = 10_000
 _REFUSED = "invalid, expired or revoked credential"
@@ -176,6 +186,8 @@ async def tenant_of(request: Request, conn: psycopg.AsyncConnection,
     if not asked:
         raise Forbidden("an operator credential must name the tenant it reads",
                         hint="send X-Lab-Tenant: <tenant id> (the request is audited)")
+    if not ID.match(asked):
+        raise BadInput(f"X-Lab-Tenant {asked[:64]!r} is not a valid tenant id", hint=ID_RULE)
     if not await _tenant_exists(conn, asked):
         raise NotFound(f"no tenant {asked!r}")
     return asked
@@ -191,11 +203,13 @@ async def audit(conn: psycopg.AsyncConnection, principal: Principal, request: Re
     """One row per operator request, committed before anything else is done for it."""
     from tracing.propagation import trace_id_hex
 
+    query = f"?{request.url.query}" if request.url.query else ""
     await conn.execute(
         "INSERT INTO labstream.operator_audit (subject, method, path, tenant_id, trace_id)"
         " VALUES (%s, %s, %s, %s, %s)",
-        (principal.subject, request.method, request.url.path + (
-            f"?{request.url.query}" if request.url.query else ""), tenant_id, trace_id_hex()),
+        # bounded: an audit row must not become a way to fill the disk
+        (principal.subject, request.method, (request.url.path + query)[:2000],
+         tenant_id[:200] if tenant_id else None, trace_id_hex()),
     )
     # commit now: the pool rolls back a request that ends in an error, the audit must stay
     await conn.commit()

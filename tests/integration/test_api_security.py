@@ -236,6 +236,7 @@ def test_an_operator_reads_any_tenant_and_every_request_is_audited(client, tenan
         assert_error(submit(client, asked), 403)  # operators only read
     assert_error(client.get("/experiments", headers={**operator, "X-Lab-Tenant": "no-such-x"}),
                  404)
+    assert_error(client.get("/experiments", headers={**operator, "X-Lab-Tenant": "a b"}), 400)
     assert client.get("/auth/whoami", headers=operator).json()["role"] == "operator"
     audit = execute(database_url, "SELECT tenant_id, method, path FROM labstream.operator_audit"
                     " WHERE subject = %s ORDER BY id", (token_id(operator_token),))
@@ -248,6 +249,7 @@ def test_an_operator_reads_any_tenant_and_every_request_is_audited(client, tenan
         (theirs.id, "GET", f"/traces/{theirs.trace_id}"),
         (theirs.id, "POST", "/experiments"),
         ("no-such-x", "GET", "/experiments"),
+        ("a b", "GET", "/experiments"),
         (None, "GET", "/auth/whoami"),
     ]
     execute(database_url, "DELETE FROM labstream.operator_audit WHERE subject = %s",

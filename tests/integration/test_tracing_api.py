@@ -5,6 +5,8 @@ Each staged tenant gets a scientist token; `as_(tenant)` gives its Authorization
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 from api_helpers import bearer
@@ -21,7 +23,9 @@ from tracing.spanstore import DbSpanExporter
 
 pytestmark = pytest.mark.integration
 
-INCOMING_TRACE = "0af7651916cd43dd8448eb211c80319c"
+# a trace id of this run only: the W3C example id is also used by other tests' records,
+# and a trace belongs to whoever started it
+INCOMING_TRACE = uuid.uuid4().hex
 INCOMING_SPAN = "b7ad6b7169203331"
 _AUTH: dict[str, dict[str, str]] = {}  # tenant -> Authorization header, filled by `tenants`
 
@@ -105,7 +109,7 @@ def test_post_continues_the_w3c_trace_and_emits_it_in_the_transaction(
 def test_post_with_a_beeline_header_keeps_the_beeline_trace(traced_client, tenants):
     client, memory = traced_client
     tenant, _ = tenants
-    uuid_trace = "5b0a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+    uuid_trace = str(uuid.uuid4())  # this run only (a trace belongs to its starter)
     header = marshal_propagation_context(PropagationContext(uuid_trace, "abcdef0123456789", {}))
     response = submit(client, tenant, {"X-Honeycomb-Trace": header})
     assert response.status_code == 201, response.text
