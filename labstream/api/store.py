@@ -9,6 +9,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from streams.jobs import reads as job_reads
 from tracing.propagation import emit_db_trace_context_async
 from tracing.spanstore import StoredSpan
 
@@ -17,10 +18,7 @@ EXPERIMENT_COLUMNS = (
     "id, tenant_id, kind, status, title, submitted_by, protocol, priority, "
     "created_at, updated_at, completed_at"
 )
-JOB_COLUMNS = (
-    "id, rule_id, tenant_id, experiment_id, event_kind, backend, status, attempt, exit_code, "
-    "error, trace_id, created_at, started_at, finished_at"
-)
+JOB_COLUMNS = job_reads.API_JOB_COLUMNS
 
 
 def new_experiment_id() -> str:
@@ -70,12 +68,7 @@ async def get_experiment(
 
 
 async def experiment_jobs(conn: AsyncConnection, *, experiment_id: str) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(
-            f"SELECT {JOB_COLUMNS} FROM public.jobs WHERE experiment_id = %s ORDER BY created_at",
-            (experiment_id,),
-        )
-        return await cursor.fetchall()
+    return await job_reads.experiment_jobs_async(conn, experiment_id)
 
 
 # a job is the tenant's when it says so, or when its experiment is the tenant's
@@ -97,15 +90,7 @@ async def job_belongs_to(conn: AsyncConnection, *, tenant_id: str, job_id: str) 
 async def job_log_lines(
     conn: AsyncConnection, *, job_id: str, after_seq: int, limit: int
 ) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(
-            """
-            SELECT seq, stream, line, trace_id, logged_at FROM public.job_log_lines
-             WHERE job_id = %s AND seq > %s ORDER BY seq LIMIT %s
-            """,
-            (job_id, after_seq, limit),
-        )
-        return await cursor.fetchall()
+    return await job_reads.log_lines_after_async(conn, job_id, after_seq, limit)
 
 
 # Who a trace belongs to, best evidence first: the API's record of its first

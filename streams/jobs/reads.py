@@ -61,3 +61,30 @@ def log_lines_since(conn: psycopg.Connection, since_epoch_s: float) -> int:
     row = conn.execute("SELECT count(*) FROM public.job_log_lines "
                        "WHERE logged_at >= to_timestamp(%s)", (since_epoch_s,)).fetchone()
     return int(row[0]) if row else 0
+
+
+# -- async reads, for the lab API ----------------------------------------------------------
+
+API_JOB_COLUMNS = (
+    "id, rule_id, tenant_id, experiment_id, event_kind, backend, status, attempt, exit_code, "
+    "error, trace_id, created_at, started_at, finished_at"
+)
+
+
+async def experiment_jobs_async(conn: psycopg.AsyncConnection,
+                                experiment_id: str) -> list[dict[str, Any]]:
+    """The jobs of one experiment (the API's columns), oldest first."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(f"SELECT {API_JOB_COLUMNS} FROM public.jobs WHERE experiment_id = %s "
+                             "ORDER BY created_at", (experiment_id,))
+        return await cursor.fetchall()
+
+
+async def log_lines_after_async(conn: psycopg.AsyncConnection, job_id: str, after_seq: int,
+                                limit: int) -> list[dict[str, Any]]:
+    """A job's log lines after `after_seq`, in order, at most `limit` (the API's log paging)."""
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute("SELECT seq, stream, line, trace_id, logged_at FROM "
+                             "public.job_log_lines WHERE job_id = %s AND seq > %s "
+                             "ORDER BY seq LIMIT %s", (job_id, after_seq, limit))
+        return await cursor.fetchall()
