@@ -52,6 +52,8 @@ INSERT_SQL = (
 )
 
 
+# one encoder for every span: json.dumps(..., default=str) builds a new one per call
+_ENCODER = json.JSONEncoder(default=str)
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
@@ -62,7 +64,7 @@ def _dumps(value: Any) -> str:
     exception message quoting bytes) would make the whole batch fail and be dropped, so
     an escaped NUL becomes U+FFFD (only when there is one: the common case is one scan).
     """
-    text = json.dumps(value, default=str)
+    text = _ENCODER.encode(value)
     return _ESCAPED_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
