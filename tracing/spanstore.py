@@ -169,7 +169,18 @@ class DbSpanExporter(SpanExporter):
                 if connection is None:
                     self.dropped_spans += len(spans)
                     return SpanExportResult.FAILURE
-                _write(connection, rows)
+                try:
+                    _write(connection, rows)
+                except psycopg.OperationalError:
+                    # the connection died (a PostgreSQL restart, a failover, an idle
+                    # timeout): one fresh connection, once, before the batch counts as lost
+                    connection.close()
+                    self._connection = None
+                    self._next_attempt = 0.0
+                    connection = self._connect()
+                    if connection is None:
+                        raise
+                    _write(connection, rows)
             except Exception as exc:  # never break the data path, whatever went wrong
                 self._on_failure(exc, len(spans))
                 return SpanExportResult.FAILURE
