@@ -16,10 +16,11 @@ from base.errors import LabstreamError
 from replay import store
 from replay.decode import EnvelopeDecoder, decoder_from_settings
 from replay.exceptions import ReplayStateError, SelectionError
+from replay.fastscan import scan_fast
 from replay.kafka import ensure_topic, open_consumer, open_producer, partition_count
 from replay.record import Decoder, ReplayRecord
 from replay.redrive import Redrive, RedriveOptions, find_already_produced, resume_plans
-from replay.selection import PartitionPlan, ScanStats, Selection, plan, scan
+from replay.selection import PartitionPlan, ScanStats, Selection, plan
 
 PRODUCTION_PREFIX = "lab."
 SAFE_PREFIX = "replay."
@@ -60,20 +61,11 @@ class Session:
     def scan(
         self, plans: list[PartitionPlan], selection: Selection, stats: ScanStats | None = None
     ) -> Iterator[ReplayRecord]:
-        """`selection.scan` with a consumer of its own, closed when the scan ends.
-
-        `self.consumer` answers metadata and offset questions; every scan reads with a
-        new consumer, because kafka-python 3.0.12 can starve a partition that an
-        earlier scan of the same consumer had read to its end (seen in
-        bench/replay_scan.py: a re-drive after a full scan read 3 of 4 partitions).
-        """
+        """The matching records of `plans` (`replay.fastscan`: librdkafka, a reader of its
+        own per scan, closed when the scan ends; `self.consumer` answers metadata and
+        offset questions)."""
         assert self.decoder is not None
-        reader = open_consumer(self.bootstrap)
-        try:
-            yield from scan(plans, selection, reader, self.decoder, stats=stats)
-        finally:
-            with contextlib.suppress(Exception):
-                reader.close()
+        yield from scan_fast(plans, selection, self.decoder, self.bootstrap, stats=stats)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

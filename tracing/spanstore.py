@@ -52,6 +52,8 @@ INSERT_SQL = (
 )
 
 
+# one encoder for every span: json.dumps(..., default=str) builds a new one per call
+_ENCODER = json.JSONEncoder(default=str)
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
@@ -62,7 +64,7 @@ def _dumps(value: Any) -> str:
     exception message quoting bytes) would make the whole batch fail and be dropped, so
     an escaped NUL becomes U+FFFD (only when there is one: the common case is one scan).
     """
-    text = json.dumps(value, default=str)
+    text = _ENCODER.encode(value)
     return _ESCAPED_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
@@ -167,7 +169,18 @@ class DbSpanExporter(SpanExporter):
                 if connection is None:
                     self.dropped_spans += len(spans)
                     return SpanExportResult.FAILURE
-                _write(connection, rows)
+                try:
+                    _write(connection, rows)
+                except psycopg.OperationalError:
+                    # the connection died (a PostgreSQL restart, a failover, an idle
+                    # timeout): one fresh connection, once, before the batch counts as lost
+                    connection.close()
+                    self._connection = None
+                    self._next_attempt = 0.0
+                    connection = self._connect()
+                    if connection is None:
+                        raise
+                    _write(connection, rows)
             except Exception as exc:  # never break the data path, whatever went wrong
                 self._on_failure(exc, len(spans))
                 return SpanExportResult.FAILURE

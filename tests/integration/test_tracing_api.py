@@ -252,3 +252,23 @@ def test_readiness_fails_when_the_database_does_not_answer(monkeypatch):
     assert ready.status_code == 503
     assert ready.json()["checks"]["database"]["ok"] is False
     assert ready.json()["checks"]["database"]["reason"]
+
+
+def test_responses_carry_the_beeline_header_when_configured(traced_client, tenants):
+    from beeline.propagation.honeycomb import unmarshal_propagation_context
+
+    from tracing.propagation import set_beeline_outbound
+
+    client, _ = traced_client
+    mine, _ = tenants
+    traceparent = {"traceparent": f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"}
+    assert "X-Honeycomb-Trace" not in submit(client, mine, traceparent).headers  # default off
+    set_beeline_outbound(True)
+    try:
+        response = submit(client, mine, traceparent)
+    finally:
+        set_beeline_outbound(False)
+    assert response.status_code == 201
+    trace_id, parent_id, _ = unmarshal_propagation_context(response.headers["X-Honeycomb-Trace"])
+    assert trace_id == INCOMING_TRACE
+    assert response.headers["traceparent"].split("-")[2] == parent_id  # the API's own span

@@ -57,7 +57,7 @@ def test_otlp_exporter_reads_the_standard_env_and_keeps_parents(
     assert process.kind == "SPAN_KIND_CONSUMER"
     assert process.parent_span_id == send_id
     assert process.links == [(trace_id, send_id)]
-    assert process.attributes["messaging.kafka.message.offset"] == 3
+    assert process.attributes["messaging.kafka.offset"] == 3
     assert spans["run job"].parent_span_id == process.span_id
     assert spans["run job"].service_name == "labstream-worker"
     assert receiver.requests[0].headers["x-lab-test"] == "otlp-ok"

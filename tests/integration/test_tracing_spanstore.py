@@ -257,3 +257,32 @@ def test_a_batch_with_an_already_stored_span_keeps_its_new_spans(database_url):
     assert {note for _, note in rows if note} == {
         "tab\there, newline\n, nul\ufffd, \\backslash"}
     assert exporter.exported_spans == 8 and exporter.dropped_spans == 0
+
+
+def test_a_dropped_database_connection_loses_no_batch(database_url):
+    """PostgreSQL restarted (here: the exporter's backend terminated) between two batches:
+    the next batch reconnects once and is stored, nothing counted as dropped."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root") as root:
+        for index in range(4):
+            with tracer.start_as_current_span(f"child {index}"):
+                pass
+    spans = memory.get_finished_spans()
+    exporter = DbSpanExporter(database_url)
+    assert exporter.export(spans[:2]).name == "SUCCESS"
+    pid = exporter._connection.info.backend_pid  # the backend to kill
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert exporter.export(spans[2:]).name == "SUCCESS"
+    exporter.shutdown()
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    with psycopg.connect(database_url) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM labstream.spans WHERE trace_id = %s",
+                                (trace_id,)).fetchone()
+    delete_traces(database_url, {trace_id})
+    assert count == 5 and exporter.dropped_spans == 0
