@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from base.errors import ServiceUnavailable
+from base.kafka import kafka_connection
 from replay.exceptions import ReplayError
 from replay.kafka import STACK_HINT, bootstrap_servers
 from replay.record import Decoder, ReplayRecord
@@ -29,11 +30,10 @@ def open_reader(bootstrap: str | None) -> Any:
     from confluent_kafka import Consumer
 
     return Consumer({
-        "bootstrap.servers": bootstrap_servers(bootstrap),
+        **kafka_connection(bootstrap_servers(bootstrap)).librdkafka("replay"),
         "group.id": "labstream-replay-scan",  # required by librdkafka; never joined
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
-        "client.id": "labstream-replay",
         "check.crcs": False,  # the broker verified them; the scan is the hot path
         "fetch.wait.max.ms": 50,  # a bounded range already written: do not wait for more
         "queued.max.messages.kbytes": 65536,

@@ -18,6 +18,7 @@ import psycopg
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from base.kafka import kafka_connection
 from base.settings import service_settings
 from streams.config import WorkerSettings
 from tracing import health, metrics
@@ -52,7 +53,8 @@ class WorkerMetrics:
     def admin(self) -> AdminClient:
         with self._lock:
             if self._admin is None:
-                self._admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
+                self._admin = AdminClient(
+                    kafka_connection(self.settings.bootstrap_servers).librdkafka("worker-lag"))
             return self._admin
 
     def read(self) -> dict[str, Any]:
