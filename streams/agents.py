@@ -248,9 +248,11 @@ class RecordHandler:
             return _with(decision, outcome="failed", reason="submit_failed",
                          detail=f"rule {rule.id}: job not submitted: {type(exc).__name__}: "
                                 f"{exc}"), None
-        if rerun_succeeded:
+        extra: dict[str, Any] = {"job_id": job_id_for(request.job_key)}
+        if rerun_succeeded:  # a signed replay consent: the decision says so (explain, audit)
             request = _with(request, rerun_succeeded=True)
-        return _with(decision, extra={"job_id": job_id_for(request.job_key)}), request
+            extra["rerun_succeeded"] = True
+        return _with(decision, extra=extra), request
 
     async def _submit_after_ack(self, deliveries: list[Awaitable[Any]],
                                 requests: list[Any]) -> None:

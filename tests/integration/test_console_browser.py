@@ -276,8 +276,8 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     # 2c. search (server-side): by the failed experiment's id, then a deep link by job status
     page.fill("#filter-q", failed_experiment)
     page.click("#filter-apply")
-    page.wait_for_function("document.querySelectorAll('#experiments-list tr[data-experiment]')"
-                           f".length === 1 && !!document.querySelector('{failed_row}')")
+    wait_js(page, "document.querySelectorAll('#experiments-list tr[data-experiment]')"
+                  f".length === 1 && !!document.querySelector('{failed_row}')")
     assert f"q={failed_experiment}" in page.evaluate("location.hash")
     assert page.title().startswith(f"Experiments: q={failed_experiment}")
     page.goto(f"{console_url}/console/#/?job_status=failed")
@@ -297,8 +297,8 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.wait_for_selector("#experiment-jobs a[href^='#/jobs/']")
     assert page.title() == f"Experiment {experiment_id} · labstream console"
     page.wait_for_selector(f"#experiment-traces li[data-trace='{trace_id}']", timeout=60_000)
-    page.wait_for_function("document.getElementById('verdict-headline').textContent"
-                           ".startsWith('the job succeeded')", timeout=60_000)
+    wait_js(page, "document.getElementById('verdict-headline').textContent"
+                  ".startsWith('the job succeeded')", timeout_s=60)
     page.screenshot(path=str(SCREENSHOTS / "console-experiment.png"), full_page=True)
     page.goto(f"{console_url}/console/#/")
     page.wait_for_selector(f"{row} .jobs .badge-succeeded")
@@ -418,8 +418,8 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     page.fill("#confirm-job-id", "job-not-this-one")
     page.fill("#consented-by", "grace")
     page.click("#replay-execute-confirm")
-    page.wait_for_function("document.getElementById('status').textContent"
-                           ".startsWith('Type the job id')")
+    wait_js(page, "document.getElementById('status').textContent"
+                  ".startsWith('Type the job id')")
     page.fill("#confirm-job-id", failed_job)
     page.click("#replay-execute-confirm")
     page.wait_for_selector("#replay-result", timeout=120_000)

@@ -94,7 +94,9 @@ def stock_read(bootstrap: str, registry_url: str, counts: dict[str, int]) -> dic
 
 @pytest.fixture
 def lab_copy(unique_name: str, database_url: str):
-    settings = cdc_settings(unique_name, provide_transaction_metadata=True)
+    # every operation, TRUNCATE included (Debezium's default, and ours, skips it)
+    settings = cdc_settings(unique_name, provide_transaction_metadata=True,
+                            skipped_operations="none")
     execute(database_url, *copy_lab_tables(unique_name))
     yield settings
     cleanup(settings, database_url)

@@ -78,11 +78,17 @@ def test_a_forged_rerun_header_is_ignored_and_a_signed_one_honoured(
         produce((REPLAY_ID_HEADER, b"rp-moved"), (RERUN_SUCCEEDED_HEADER, moved))
         harness.wait_for("decisions", lambda _: len(decisions()) >= 3, timeout_s=60,
                          what="the decisions of the forged records")
-        assert [d["job_created"] for d in decisions()[1:3]] == [False, False], decisions()
-        assert job_row(database_url, rule_id) == ("succeeded", 1)  # not launched again
+        # the forged records' decisions carry no consent, and the job was not run again
+        assert [d.get("rerun_succeeded") for d in decisions()[1:3]] == [None, None], decisions()
+        assert job_row(database_url, rule_id) == ("succeeded", 1)
 
         signed = sign(secret, replay_id="rp-signed", record_key=key, record_value=value)
         produce((REPLAY_ID_HEADER, b"rp-signed"), (RERUN_SUCCEEDED_HEADER, signed))
+        harness.wait_for("decisions", lambda _: len(decisions()) >= 4, timeout_s=60,
+                         what="the decision of the signed record")
+        assert decisions()[3].get("rerun_succeeded") is True, decisions()
+        # records of one key are handled in order: the forged ones were queued before it,
+        # so attempt 2 (not 3 or 4) means only the signed consent ran the job again
         wait_job(database_url, rule_id, attempt=2)
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api_helpers import bearer, make_token
 from confluent_kafka import Consumer, TopicPartition
 from explain_helpers import CHAIN_ATTRIBUTE, Chain, api_tracer_provider, chain, execute, wait_for
 from otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -89,7 +90,7 @@ def test_a_browser_trace_reaches_the_job_s_own_spans_at_the_collector(
     with TestClient(create_app(database_url=stack.database_url,
                                tracer_provider=provider)) as client:
         response = client.post("/experiments", json={"kind": "hplc", "submitted_by": "ada"},
-                               headers={"X-Lab-Tenant": tenant,
+                               headers={**bearer(make_token(lab_chain.database_url, tenant)),
                                         "traceparent": f"00-{trace_id}-{browser_span}-01"})
         assert response.status_code == 201, response.text
         experiment_id = response.json()["id"]
