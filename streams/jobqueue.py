@@ -76,7 +76,8 @@ class JobQueuer:
             await self._queue(batch)
 
     async def _queue(self, batch: list[_Pending]) -> None:
-        stored, failed = [], []
+        stored: list[_Pending] = []
+        failed: list[_Pending] = []
         for item in batch:
             error = next((d.exception() for d in item.deliveries
                           if not d.cancelled() and d.exception() is not None), None)
