@@ -83,8 +83,12 @@ def run_bench(seconds: float, flood_rate: float, small_every_s: float,
                              (list(rules.values()),))
     latencies: list = sorted((small[run_id] - committed) * 1000 for run_id, committed
                        in sent_small.items() if run_id in small)
+    to_queue: list = sorted((flood["queued"][run_id] - committed) * 1000  # type: ignore[index]
+                            for run_id, committed in sent_small.items() if run_id in small)
     return {
-        "command": " ".join(sys.argv), "tree": tree or str(REPO), "seconds": seconds,
+        "command": " ".join(sys.argv),
+        "small_commit_to_queued_p50_ms": round(median(to_queue), 1) if to_queue else None,
+        "tree": tree or str(REPO), "seconds": seconds,
         "flood_rate": flood_rate, "small_every_s": small_every_s,
         "small_jobs": len(latencies), "small_sent": len(sent_small),
         "small_p50_ms": round(median(latencies), 1) if latencies else None,
@@ -149,7 +153,8 @@ def wait_jobs(database_url: str, rules: dict[str, str], small_count: int,
     with psycopg.connect(database_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             small_rows = conn.execute(
-                "SELECT command->>1, extract(epoch FROM started_at) FROM public.jobs "
+                "SELECT command->>1, extract(epoch FROM started_at), "
+                "extract(epoch FROM created_at) FROM public.jobs "
                 "WHERE rule_id = %s AND started_at IS NOT NULL", (rules["small"],)).fetchall()
             flood_row = conn.execute(
                 "SELECT count(*), extract(epoch FROM max(finished_at)) FROM public.jobs "
@@ -158,8 +163,10 @@ def wait_jobs(database_url: str, rules: dict[str, str], small_count: int,
             if len(small_rows) >= small_count and flood_row[0] >= flood_count:
                 break
             time.sleep(0.5)
-    small = {run_id: float(started) for run_id, started in small_rows}
-    return small, {"finished": flood_row[0], "last_finished": float(flood_row[1] or 0)}
+    small = {run_id: float(started) for run_id, started, _ in small_rows}
+    queued = {run_id: float(created) for run_id, _, created in small_rows}
+    return small, {"finished": flood_row[0], "last_finished": float(flood_row[1] or 0),
+                   "queued": queued}
 
 
 def main() -> None:

@@ -131,7 +131,7 @@ def in_process(count: int) -> dict[str, float]:
             "handler_events_per_s": round(count / handler_s)}
 
 
-def through_kafka(count: int, bootstrap: str) -> dict[str, float]:
+def through_kafka(count: int, bootstrap: str, workers: int = 1) -> dict[str, float]:
     from confluent_kafka import Producer
 
     from connectors.registry import DbSchemaRegistry
@@ -161,22 +161,28 @@ def through_kafka(count: int, bootstrap: str) -> dict[str, float]:
            "LABSTREAM_WORKER_DECISIONS_TOPIC": settings.decisions_topic,
            "LABSTREAM_WORKER_LOG_LEVEL": "WARNING",
            "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}"}
-    worker = subprocess.Popen([sys.executable, "-m", "labstream.cli", "worker", "--no-jobs"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = ProcessProbe(worker.pid)
+    # several workers: one consumer group sharing the 4-partition CDC topics
+    procs = [subprocess.Popen([sys.executable, "-m", "labstream.cli", "worker", "--no-jobs"],
+                              env={**env, "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}-{i}"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for i in range(workers)]
+    probes = [ProcessProbe(proc.pid) for proc in procs]
     try:
         wait_for_offset(bootstrap, settings.decisions_topic, count, timeout_s=1800,
-                        alive=lambda: worker.poll() is None)
-        cpu_s, rss_mb = probe.cpu_seconds(), probe.peak_rss_mb()
+                        alive=lambda: all(proc.poll() is None for proc in procs))
+        cpu_s = sum(probe.cpu_seconds() for probe in probes)
+        rss_mb = max(probe.peak_rss_mb() for probe in probes)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(30)
     stamps = read_back(bootstrap, settings.decisions_topic, 0, count,
                        lambda value: json.loads(value)["decided_at_ms"])
     arrivals = sorted(broker for broker, _ in stamps)
     seconds = max(arrivals[-1] - arrivals[0], 1) / 1000
     delete_topics(bootstrap, all_topics)
-    return {"events": count, "seconds": round(seconds, 2),
+    return {"events": count, "workers": workers, "seconds": round(seconds, 2),
             "events_per_s": round((count - 1) / seconds), "worker_cpu_s": round(cpu_s, 1),
             "worker_peak_rss_mb": round(rss_mb)}
 
@@ -191,6 +197,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="in-process events per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kafka", type=int, default=0, help="events through a real worker")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers in one group for --kafka (4-partition topics)")
     args = parser.parse_args()
     from base.settings import service_settings
 
@@ -201,8 +209,9 @@ def main() -> None:
         key: median(run[key] for run in runs)
         for key in ("pure_events_per_s", "handler_events_per_s")}}))
     if args.kafka:
-        print(json.dumps({"kafka_one_worker": through_kafka(
-            args.kafka, service_settings().kafka_bootstrap_servers)}))
+        print(json.dumps({"kafka_one_worker" if args.workers == 1 else "kafka_workers":
+                          through_kafka(args.kafka, service_settings().kafka_bootstrap_servers,
+                                        args.workers)}))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,6 +28,7 @@ from streams import codec, deadletter, replay_consent
 from streams.codec import CdcDecoder, RoutedSerializer
 from streams.config import WorkerSettings
 from streams.enrich import GaveUp, enrich, enrich_waiting
+from streams.jobqueue import JobQueuer
 from streams.jobs.model import job_id_for
 from streams.records import ChangeRecord, Decision, Headers, RoutedEvent, SourceCoordinates
 from streams.reference import ReferenceStore
@@ -87,6 +88,7 @@ class RecordHandler:
         runner: JobSubmitter | None,
         ready: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        batch_jobs: bool = False,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -106,6 +108,11 @@ class RecordHandler:
         self.processed = 0
         self.dead_lettered = 0
         self.consent_key = replay_consent.consent_key()
+        # batch_jobs (the worker): fired jobs are queued by a background task, many records
+        # per transaction, and each record's ack waits for them (streams.jobqueue); else each
+        # record queues its own jobs before `handle` returns (replay, tests)
+        self.queuer = (JobQueuer(self._submit_all)
+                       if batch_jobs and runner is not None else None)
 
     async def handle(self, raw: RawRecord) -> list[Awaitable[Any]]:
         """Process one record; returns the deliveries of what it produced (to ack after)."""
@@ -175,7 +182,10 @@ class RecordHandler:
             for item in decisions:
                 await self._send(deliveries, self.topics.decisions, codec.decision_key(item),
                                  codec.decision_value(item), out_headers, raw.coordinates)
-        await self._submit_after_ack(deliveries, requests)
+        if requests and self.queuer is not None:
+            deliveries.append(self.queuer.add(list(deliveries), requests))
+        else:
+            await self._submit_after_ack(deliveries, requests)
         self.announced_lots.update(lots_announced(outcome.events))
 
     async def sweep_expiring_lots(self) -> int:
@@ -281,7 +291,7 @@ class RecordHandler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SUBMIT_RETRY_MAX_S)
 
-    async def _submit_all(self, requests: list[Any]) -> None:
+    async def _submit_all(self, requests: Sequence[Any]) -> None:
         assert self.runner is not None
         submit_many = getattr(self.runner, "submit_many", None)
         if submit_many is not None:

@@ -136,7 +136,8 @@ def create_worker_app(settings: WorkerSettings, *, runner: Any | None = None) ->
 
     handler = RecordHandler(settings=settings, topics=topics, store=store,
                             decoder=CdcDecoder(registry), routed_serializer=routed_serializer,
-                            sink=FaustSink(app), runner=runner, ready=wait_ready)
+                            sink=FaustSink(app), runner=runner, ready=wait_ready,
+                            batch_jobs=True)
     for topic_name, table in topics.event_topics.items():
         _add_agent(app, handler, topic_name, table, settings.max_in_flight)
 

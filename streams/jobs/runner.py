@@ -276,6 +276,8 @@ class JobRunner:
                 job_database_url=self._job_database_url, on_launch=lambda: _mark(item))
             await run_attempt(ctx, request)
         except asyncio.CancelledError:
+            if item.launched:  # cancelled mid-launch, a process may exist that we hold no handle of
+                processes.kill_attempt(item.job_id, item.attempt, pid=None, start=None)
             if not item.lease_lost:
                 await asyncio.shield(self._hand_back(item))
             raise

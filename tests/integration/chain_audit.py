@@ -72,6 +72,8 @@ class AuditResult:
     orphans: list[int] = field(default_factory=list)
     disruptions: list[str] = field(default_factory=list)
     worker_crashes: int = 0
+    sigterm_exit_s: float | None = None  # SIGTERM -> exit (grace: LABSTREAM_JOBS_STOP_GRACE_S)
+    sigterm_exit_code: int | None = None
     seconds: float = 0.0
 
     @property
@@ -146,8 +148,10 @@ class Audit:
             self.worker.wait(30)
             self.worker = self.harness.start_worker()
         elif what == "sigterm":
+            began = time.monotonic()
             self.worker.send_signal(signal.SIGTERM)
-            self.worker.wait(60)
+            self.result.sigterm_exit_code = self.worker.wait(60)
+            self.result.sigterm_exit_s = round(time.monotonic() - began, 1)
             self.worker = self.harness.start_worker()
         elif what == "postgres":
             restart_postgres()

@@ -44,3 +44,6 @@ def test_every_matched_change_ends_in_exactly_one_job_through_kills_and_restarts
     assert result.duplicate_attempts == [] and result.attempts_without_row == 0, report
     assert result.attempts >= result.matched, report  # every job's side effect ran
     assert result.orphans == [], report
+    # stop grace 5 s (WORKER_ENV), plus Faust's own shutdown
+    assert result.sigterm_exit_code == 0, report
+    assert result.sigterm_exit_s is not None and result.sigterm_exit_s < 5 + 20, report

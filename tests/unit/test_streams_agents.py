@@ -17,6 +17,7 @@ from streams.codec import CdcDecoder, RoutedSerializer
 from streams.config import WorkerSettings
 from streams.deadletter import ERROR_HEADER, OFFSET_HEADER, read_dead_letter
 from streams.fixtures import LabChanges, MemoryRegistry
+from streams.jobqueue import JobQueuer
 from streams.jobs.model import job_id_for
 from streams.reference import ReferenceStore
 from streams.topics import worker_topics
@@ -303,3 +304,43 @@ def test_outputs_of_a_record_get_one_producer_span_child_of_its_process_span(wor
     for _, _, _, headers in sink.records:  # every output names the PRODUCER span as parent
         assert dict(headers)["traceparent"].decode().split("-")[2] == \
             format(send.context.span_id, "016x")
+
+
+def test_the_worker_queues_jobs_in_batches_after_their_decisions_are_acked(world) -> None:
+    handler, changes, _, runner, _, _ = world
+    acks: dict[int, asyncio.Future] = {}
+
+    class AckingSink(ListSink):
+        """Deliveries complete when the test says so (the broker's acknowledgement)."""
+
+        async def send(self, topic, key, value, headers):
+            await super().send(topic, key, value, headers)
+            future = asyncio.get_running_loop().create_future()
+            acks[len(acks)] = future
+            return future
+
+    batches = []
+
+    async def submit_many(requests):
+        batches.append([r.job_key for r in requests])
+        for request in requests:
+            await runner.submit(request)
+
+    handler.sink = AckingSink()
+    runner.submit_many = submit_many
+    handler.queuer = JobQueuer(handler._submit_all)
+    records = [changes.encode("runs", "u", dict(RUN, id=f"run-{i}", status="completed"),
+                              dict(RUN, id=f"run-{i}", status="running")) for i in range(3)]
+
+    async def scenario():
+        outputs = [await handler.handle(_raw(record, 30 + i)) for i, record in enumerate(records)]
+        await asyncio.sleep(0.05)
+        assert runner.requests == []  # nothing queued before its decision is stored
+        for future in acks.values():
+            future.set_result(None)
+        await asyncio.gather(*[d for deliveries in outputs for d in deliveries])
+        await handler.queuer.close()
+
+    asyncio.run(scenario())
+    assert len(runner.requests) == 3
+    assert batches == [[r.job_key for r in runner.requests]]  # one transaction for three
