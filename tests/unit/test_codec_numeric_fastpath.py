@@ -45,7 +45,7 @@ def test_variable_scale_matches_the_decimal_path(text):
 @pytest.mark.parametrize("scale", [0, 2, 6])
 def test_fixed_scale_matches_the_decimal_path(scale):
     convert = _fixed_decimal(scale)
-    for text in _texts(scale, 400, scale) + ["NaN", "1.5", "-0.125"]:
+    for text in [*_texts(scale, 400, scale), "NaN", "1.5", "-0.125"]:
         value = pgtext.parse_numeric(text)
         expected = None if value is None else pgtext.unscaled_bytes(value, scale)
         assert convert(text) == expected, text
