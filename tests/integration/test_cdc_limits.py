@@ -241,3 +241,40 @@ def test_a_hundred_reconnects_leave_threads_and_fds_flat_and_resend_at_most_once
             counts[key] = counts.get(key, 0) + 1
     assert set(counts) == set(range(written))  # nothing lost
     assert max(counts.values()) <= 1 + 100  # at most one re-send per retry
+
+
+@pytest.mark.slow
+def test_postgres_and_kafka_restarts_are_transient_and_lose_nothing(unique_name, database_url,
+                                                                    kafka_bootstrap):
+    """A real restart of each service: the connector backs off, comes back, loses nothing,
+    and never mistakes the restart for a permanent error (it would exit after 1 attempt)."""
+    from base.settings import service_settings
+    from labstream.stack import control, kafka, postgres
+
+    settings = cdc_settings(unique_name, serializer="json", reconnect_backoff_max_s=1.0,
+                            permanent_error_attempts=1)
+    execute(database_url, f"CREATE TABLE {unique_name} (id int PRIMARY KEY)")
+    topic = f"{unique_name}.public.{unique_name}"
+    paths = control.state_paths(service_settings())
+
+    def insert(first: int) -> None:
+        execute(database_url, *[f"INSERT INTO {unique_name} VALUES ({i})"
+                                for i in range(first, first + 10)])
+
+    try:
+        with running(settings, database_url, kafka_bootstrap) as connector:
+            wait_for(lambda: connector.phase == "streaming", 60, "streaming")
+            insert(0)
+            assert postgres.stop(paths)
+            control.up()
+            insert(10)
+            assert kafka.stop(paths)
+            control.up()
+            insert(20)
+            wait_for(lambda: connector.phase == "streaming", 120, "streaming again")
+            records = read_topic(kafka_bootstrap, topic, minimum=30, timeout=120, settle=1)
+    finally:
+        control.up()  # the stack stays usable for the next test whatever happened
+        cleanup(settings, database_url)
+    ids = {_payload(r)["after"]["id"] for r in records if r.value() is not None}
+    assert ids == set(range(30))
