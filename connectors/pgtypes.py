@@ -489,9 +489,14 @@ def _extension_codec(info: TypeInfo) -> FieldCodec | None:
 
 def _array_codec(element: FieldCodec, delimiter: str) -> FieldCodec:
     element_convert = element.convert
+    parse_array = pgtext.parse_array
 
     def convert(text: str) -> list[Any]:
-        items = pgtext.flatten(pgtext.parse_array(text, delimiter))
+        items = parse_array(text, delimiter)
+        if items and type(items[0]) is list:  # rectangular: nested means all nested
+            items = pgtext.flatten(items)
+        if element_convert is _identity:  # text-like elements: the parsed list as is
+            return items
         return [None if item is None else element_convert(item) for item in items]
 
     connect = {"type": "array", "items": element.connect_schema(True)}
