@@ -10,8 +10,8 @@ import click
 import pytest
 
 from base import logs
-from labstream import __version__, cli
 from base.errors import ConfigError, LabstreamError, RetryableError
+from labstream import __version__, cli
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
