@@ -5,7 +5,8 @@ so the figure is process start-up (imports, settings), connecting, the publicati
 clients, topics and starting replication; no snapshot. Each run is a fresh process; the
 median of `--runs` is printed. `--code DIR` runs another checkout's code (for example the
 previous main, `git archive <commit> | tar -x -C DIR`) with this venv, interleaved with
-this worktree's, so both see the same machine load.
+this worktree's `labstream cdc run` (the venv's console script), so both see the same
+machine load.
 
     .venv/bin/python bench/cdc_startup.py --runs 9
     .venv/bin/python bench/cdc_startup.py --runs 9 --code /tmp/main-src
@@ -57,7 +58,10 @@ def _env(name: str, code: Path | None) -> dict[str, str]:
 def time_to_streaming(name: str, code: Path | None, timeout: float = 60.0) -> float:
     """Seconds from spawning `labstream cdc run` to its `streaming` log line."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, str(code or REPO)],
+    # alone: the real command; side by side: both checkouts through the same launcher
+    command = [str(Path(sys.executable).parent / "labstream"), "cdc", "run"] if code is None \
+        else [sys.executable, "-c", LAUNCH, str(code)]
+    proc = subprocess.Popen(command,
                             env=_env(name, code), cwd=code or REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
@@ -92,7 +96,7 @@ def main() -> None:
     try:
         time_to_streaming(name, None)  # creates the slot (snapshot of an empty table)
         for _ in range(args.runs):
-            results["this"].append(time_to_streaming(name, None))
+            results["this"].append(time_to_streaming(name, REPO if args.code else None))
             if args.code is not None:
                 results["other"].append(time_to_streaming(name, args.code))
     finally:

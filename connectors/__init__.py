@@ -29,9 +29,16 @@ Where the code is:
 
 - `pgoutput.py` decodes the replication stream; `pgtypes.py`/`pgtext.py` map column
   types; `schema.py`, `envelope.py`, `serde.py`, `registry/` build and encode events.
-- `source/` is the runtime: `replication.py` (slot, stream, feedback), `snapshot.py`,
-  `startup.py` (what a start does), `transactions.py` (per-transaction buffering and
-  trace context), `events.py`, `emitter.py` and `producer.py` (Kafka, delivery
-  tracking), `offsets.py`, `heartbeat.py`, `status.py`, `connector.py` (the loop).
+- `source/` is the runtime, split as Debezium splits it: `coordinator.py`
+  (`CdcConnector`: start-up plan, backoff, shutdown) with `classify.py` (the one error
+  classifier: retry or stop), `snapshot_source.py` (fresh snapshot, hand-over),
+  `streaming_source.py` (slot to Kafka, confirming behind acks), `offset_context.py`
+  (acknowledged position and offsets-row transitions) and `context.py` (what they
+  share in a session); below them `replication.py` (slot, stream, feedback),
+  `snapshot.py`, `startup.py` (what a start does), `transactions.py` (per-transaction
+  buffering and trace context), `events.py`, `emitter.py`, `oversized.py` (records
+  too large for their topic) and `producer.py` (Kafka, delivery tracking, topic
+  limits), `kafkalog.py`, `offsets.py`, `heartbeat.py`, `status.py`; `connector.py`
+  keeps the import path.
 - `cli.py` is `labstream cdc`.
 """

@@ -329,10 +329,24 @@ def parse_array(text: str, delimiter: str = ",") -> list[Any]:
         if not body:
             return []
         return [None if item == "NULL" else item.strip() for item in body.split(delimiter)]
+    if delimiter == "," and text.count("{") == 1 and text.endswith("}"):
+        # one dimension with quoted elements: a regular expression instead of the
+        # character loop (2-3x cheaper per array, bench/cdc_types.py text[])
+        return [_unquote(quoted) if not plain else (None if plain.strip() == "NULL"
+                                                     else plain.strip())
+                for quoted, plain in _ARRAY_ITEM.findall(text, 1, len(text) - 1)]
     value, end = _parse_array_at(text, 0, delimiter)
     if text[end:].strip():
         raise ValueError(f"trailing characters after array literal: {text[end:][:40]!r}")
     return value
+
+
+_ARRAY_ITEM = re.compile(r'"((?:[^"\\]|\\.)*)"|([^,"]+)')
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _unquote(quoted: str) -> str:
+    return _ESCAPED.sub(r"\1", quoted) if "\\" in quoted else quoted
 
 
 def _parse_array_at(text: str, pos: int, delimiter: str) -> tuple[list[Any], int]:

@@ -273,17 +273,45 @@ def _numeric_string(text: str) -> str:
     return str(Decimal(text))
 
 
+def _plain_numeric(text: str) -> tuple[bool, str, str] | None:
+    """(negative, integer digits, fraction digits) of PostgreSQL's numeric output, which
+    never uses exponents; None for anything else (then the Decimal path decides)."""
+    negative = text.startswith("-")
+    whole, _, fraction = (text[1:] if negative else text).partition(".")
+    if not whole.isdigit() or (fraction and not fraction.isdigit()):
+        return None
+    return negative, whole, fraction
+
+
+def _twos_complement(unscaled: int) -> bytes:
+    return unscaled.to_bytes((unscaled + (unscaled < 0)).bit_length() // 8 + 1, "big",
+                             signed=True)
+
+
 def _variable_scale_decimal(text: str) -> dict[str, Any] | None:
+    # the plain-text path is 3-4x cheaper than Decimal + as_tuple (bench/cdc_types.py)
+    parts = _plain_numeric(text)
+    if parts is not None:
+        negative, whole, fraction = parts
+        fraction = fraction.rstrip("0")  # as Debezium: no trailing zeros, scale >= 0
+        unscaled = int(whole + fraction)
+        return {"scale": len(fraction),
+                "value": _twos_complement(-unscaled if negative else unscaled)}
     value = pgtext.parse_numeric(text)
     if value is None:
         return None
-    value = pgtext.strip_trailing_zeros(value)  # as Debezium: no trailing zeros, scale >= 0
+    value = pgtext.strip_trailing_zeros(value)
     scale = pgtext.decimal_scale(value)
     return {"scale": scale, "value": pgtext.unscaled_bytes(value, scale)}
 
 
 def _fixed_decimal(scale: int) -> Callable[[str], bytes | None]:
     def convert(text: str) -> bytes | None:
+        parts = _plain_numeric(text)
+        if parts is not None and len(parts[2]) == scale:  # the column's own scale: exact
+            negative, whole, fraction = parts
+            unscaled = int(whole + fraction)
+            return _twos_complement(-unscaled if negative else unscaled)
         value = pgtext.parse_numeric(text)
         return None if value is None else pgtext.unscaled_bytes(value, scale)
 
@@ -461,9 +489,14 @@ def _extension_codec(info: TypeInfo) -> FieldCodec | None:
 
 def _array_codec(element: FieldCodec, delimiter: str) -> FieldCodec:
     element_convert = element.convert
+    parse_array = pgtext.parse_array
 
     def convert(text: str) -> list[Any]:
-        items = pgtext.flatten(pgtext.parse_array(text, delimiter))
+        items = parse_array(text, delimiter)
+        if items and type(items[0]) is list:  # rectangular: nested means all nested
+            items = pgtext.flatten(items)
+        if element_convert is _identity:  # text-like elements: the parsed list as is
+            return items
         return [None if item is None else element_convert(item) for item in items]
 
     connect = {"type": "array", "items": element.connect_schema(True)}

@@ -241,3 +241,82 @@ def test_a_hundred_reconnects_leave_threads_and_fds_flat_and_resend_at_most_once
             counts[key] = counts.get(key, 0) + 1
     assert set(counts) == set(range(written))  # nothing lost
     assert max(counts.values()) <= 1 + 100  # at most one re-send per retry
+
+
+@pytest.mark.slow
+def test_postgres_and_kafka_restarts_are_transient_and_lose_nothing(unique_name, database_url,
+                                                                    kafka_bootstrap):
+    """A real restart of each service: the connector backs off, comes back, loses nothing,
+    and never mistakes the restart for a permanent error (it would exit after 1 attempt)."""
+    from base.settings import service_settings
+    from labstream.stack import control, kafka, postgres
+
+    settings = cdc_settings(unique_name, serializer="json", reconnect_backoff_max_s=1.0,
+                            permanent_error_attempts=1)
+    execute(database_url, f"CREATE TABLE {unique_name} (id int PRIMARY KEY)")
+    topic = f"{unique_name}.public.{unique_name}"
+    paths = control.state_paths(service_settings())
+
+    def insert(first: int) -> None:
+        execute(database_url, *[f"INSERT INTO {unique_name} VALUES ({i})"
+                                for i in range(first, first + 10)])
+
+    try:
+        with running(settings, database_url, kafka_bootstrap) as connector:
+            wait_for(lambda: connector.phase == "streaming", 60, "streaming")
+            insert(0)
+            assert postgres.stop(paths)
+            control.up()
+            insert(10)
+            assert kafka.stop(paths)
+            control.up()
+            insert(20)
+            wait_for(lambda: connector.phase == "streaming", 120, "streaming again")
+            records = read_topic(kafka_bootstrap, topic, minimum=30, timeout=120, settle=1)
+    finally:
+        control.up()  # the stack stays usable for the next test whatever happened
+        cleanup(settings, database_url)
+    ids = {_payload(r)["after"]["id"] for r in records if r.value() is not None}
+    assert ids == set(range(30))
+
+
+@pytest.mark.slow
+def test_sigkill_around_an_oversized_row_loses_nothing_and_reuses_its_reference(
+        unique_name, database_url, kafka_bootstrap, tmp_path):
+    """SIGKILL right after an oversized row commits, then again after its record is out:
+    every version arrives, each re-sent copy points at the same kept value."""
+    import signal
+
+    from cdc_helpers import start_subprocess, stop_subprocess
+
+    settings = cdc_settings(unique_name, serializer="json", max_record_bytes=65_536)
+    execute(database_url, f"CREATE TABLE {unique_name} (id int PRIMARY KEY, note text)")
+    topic = f"{unique_name}.public.{unique_name}"
+    log = Path(tmp_path) / "cdc.log"
+    notes = {i: f"{i}:" + "x" * 150_000 for i in range(3)}
+    try:
+        proc = start_subprocess(settings, log)
+        wait_for(lambda: _slot_active(database_url, unique_name), 60, "streaming")
+        execute(database_url, f"INSERT INTO {unique_name} VALUES (0, %s)", params=(notes[0],))
+        stop_subprocess(proc, signal.SIGKILL)  # maybe before, maybe after its record
+        proc = start_subprocess(settings, log)
+        execute(database_url, f"INSERT INTO {unique_name} VALUES (1, %s)", params=(notes[1],))
+        read_topic(kafka_bootstrap, topic, minimum=2, timeout=60)
+        stop_subprocess(proc, signal.SIGKILL)  # records out, confirmation maybe not
+        proc = start_subprocess(settings, log)
+        execute(database_url, f"INSERT INTO {unique_name} VALUES (2, %s)", params=(notes[2],))
+        records = read_topic(kafka_bootstrap, topic, minimum=3, timeout=60, settle=1)
+        assert stop_subprocess(proc) == 0
+        refs: dict[int, set[str]] = {}
+        for record in records:
+            after = _payload(record)["after"]
+            refs.setdefault(after["id"], set()).add(after["note"])
+        assert set(refs) == {0, 1, 2}  # nothing lost
+        with psycopg.connect(database_url) as conn:
+            for row_id, found in refs.items():
+                assert len(found) == 1, found  # a re-sent copy carries the same reference
+                assert fetch_value(conn, next(iter(found))) == notes[row_id]
+    finally:
+        cleanup(settings, database_url)
+        execute(database_url, "DELETE FROM labstream.cdc_oversized_values WHERE topic = %s",
+                params=(topic,))
