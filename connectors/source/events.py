@@ -142,7 +142,7 @@ class EventBuilder:
         collection = f"{table.schema_name}.{table.table_name}" if table else ""
         self._tx_order[collection] = self._tx_order.get(collection, 0) + 1
         return TransactionInfo(
-            TransactionInfo.transaction_id(batch.xid, batch.final_lsn),
+            TransactionInfo.transaction_id(batch.xid, batch.begin_lsn or batch.final_lsn),
             self._tx_total,
             self._tx_order[collection],
         )
@@ -150,7 +150,7 @@ class EventBuilder:
     def batch_events(self, batch: TxBatch) -> Iterator[OutEvent]:
         """Every record of one transaction batch, in order (BEGIN/END when configured)."""
         context = context_from_db_messages(batch.trace_fields) if batch.trace_fields else None
-        tx_id = TransactionInfo.transaction_id(batch.xid, batch.final_lsn)
+        tx_id = TransactionInfo.transaction_id(batch.xid, batch.begin_lsn or batch.final_lsn)
         ts_ms = batch.commit_time_us // 1000
         if self.tx_metadata and batch.first:
             self._tx_order = {}
@@ -160,8 +160,10 @@ class EventBuilder:
             yield from self._change_events(change, lsn, batch, context)
         if batch.final:
             if self.tx_metadata:
+                # Debezium names the END by the commit's end position, not the BEGIN's
+                end_id = TransactionInfo.transaction_id(batch.xid, batch.end_lsn or batch.final_lsn)
                 yield OutEvent(
-                    transaction_end_event(self.prefix, tx_id, ts_ms, dict(self._tx_order)),
+                    transaction_end_event(self.prefix, end_id, ts_ms, dict(self._tx_order)),
                     context,
                 )
             # Debezium: the end of the previous commit record (its lastCommitLsn)

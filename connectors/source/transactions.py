@@ -45,6 +45,9 @@ class TxBatch:
     final: bool = False
     first: bool = True  # False for the continuation of an early-sent transaction
     sequence_start: int = 0  # changes of this transaction sent in earlier batches
+    # WAL position of the BEGIN message (the transaction's first record): Debezium's
+    # transaction id is "<xid>:<this>" for BEGIN and the changes, "<xid>:<end_lsn>" for END
+    begin_lsn: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,8 @@ class TransactionAssembler:
             if len(current.changes) >= self.max_buffered:
                 self._send_early(current)
         elif isinstance(message, Begin):
-            self.current = TxBatch(message.xid, message.final_lsn, message.commit_time_us)
+            self.current = TxBatch(message.xid, message.final_lsn, message.commit_time_us,
+                                   begin_lsn=lsn)
         elif isinstance(message, Commit):
             batch = current or TxBatch(0, message.commit_lsn, message.commit_time_us)
             batch.end_lsn = message.end_lsn
@@ -113,7 +117,7 @@ class TransactionAssembler:
         rest = TxBatch(
             batch.xid, batch.final_lsn, batch.commit_time_us,
             trace_fields=dict(batch.trace_fields), first=False,
-            sequence_start=batch.sequence_start + len(batch.changes),
+            sequence_start=batch.sequence_start + len(batch.changes), begin_lsn=batch.begin_lsn,
         )
         self.on_batch(batch)
         self.current = rest

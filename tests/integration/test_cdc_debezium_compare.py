@@ -3,8 +3,9 @@
 Debezium (Kafka Connect standalone, JsonConverter with schemas, stock settings) and
 labstream (JSON mode) capture the same three tables while one workload runs: a
 snapshot row, inserts, an update that leaves a TOASTed column untouched, a primary-key
-change, a change of the replica-identity index column, a delete, a truncate. Every
-record (key and value: schema and payload; headers) must be equal, except the
+change, a change of the replica-identity index column, a delete, a truncate, with
+transaction metadata on. Every record (key and value: schema and payload; headers),
+and every BEGIN/END record of the transaction topic, must be equal, except the
 differences docs/events.md ("Differences from Debezium") lists, each normalised below
 by name. Needs Java and Maven (the jars come from Maven Central): fails, never skips,
 without them. Heavy (a JVM): marked slow.
@@ -70,8 +71,10 @@ def _create_tables(database_url: str, name: str) -> None:
         conn.execute(f"ALTER TABLE {name}_idx REPLICA IDENTITY USING INDEX {name}_idx_code_key")
 
 
-def _records(bootstrap: str, prefix: str, name: str, ident: str) -> list[dict[str, Any]]:
-    topic = f"{prefix}.public.{name}_{ident}"
+def _records(bootstrap: str, prefix: str, name: str,
+             ident: str | None) -> list[dict[str, Any]]:
+    """The records of one table's topic, or (ident None) of the transaction topic."""
+    topic = f"{prefix}.public.{name}_{ident}" if ident else f"{prefix}.transaction"
     found = read_topic(bootstrap, topic, minimum=10, timeout=90, settle=2)
     return [{
         "key": json.loads(r.key()) if r.key() else None,
@@ -92,7 +95,9 @@ def _normalise(record: dict[str, Any], prefix: str) -> dict[str, Any]:
     payload = value["payload"]
     for name in ("ts_ms", "ts_us", "ts_ns"):
         payload[name] = None
-    source = payload["source"]
+    source = payload.get("source")
+    if source is None:  # a BEGIN/END record of the transaction topic
+        return out
     source["version"] = None
     if payload["op"] == "r":
         source.update(lsn=None, txId=None, sequence=None, ts_ms=None, ts_us=None, ts_ns=None)
@@ -117,13 +122,13 @@ def test_records_equal_real_debezium_under_every_replica_identity(unique_name, d
     name = unique_name[:24]
     dbz_prefix, ours_prefix = f"{name}_dbz", f"{name}_ls"
     _create_tables(database_url, name)
-    settings = cdc_settings(ours_prefix, serializer="json",
+    settings = cdc_settings(ours_prefix, serializer="json", provide_transaction_metadata=True,
                             table_include_list=rf"public\.{name}_.*")
     debezium = DebeziumConnect(
         name=dbz_prefix, table=f"public.{name}_.*", database_url=database_url,
         bootstrap=kafka_bootstrap, workdir=Path(tmp_path) / "debezium",
         libs=ensure_libs(REPO / ".state" / "bench" / "debezium" / "libs"),
-        extra_connector={}, rest_port=REST_PORT)
+        extra_connector={"provide.transaction.metadata": "true"}, rest_port=REST_PORT)
     try:
         debezium.start()
         with running(settings, database_url, kafka_bootstrap) as connector:
@@ -134,6 +139,8 @@ def test_records_equal_real_debezium_under_every_replica_identity(unique_name, d
             captured = {ident: (_records(kafka_bootstrap, ours_prefix, name, ident),
                                 _records(kafka_bootstrap, dbz_prefix, name, ident))
                         for ident in IDENTITIES}
+            transactions = (_records(kafka_bootstrap, ours_prefix, name, None),
+                            _records(kafka_bootstrap, dbz_prefix, name, None))
     finally:
         debezium.stop()
         cleanup(settings, database_url)
@@ -148,4 +155,8 @@ def test_records_equal_real_debezium_under_every_replica_identity(unique_name, d
         diffs = _differences([_normalise(r, ours_prefix) for r in ours],
                              [_normalise(r, dbz_prefix) for r in theirs])
         report += [f"[{ident}] {d}" for d in diffs]
+    ours, theirs = transactions
+    assert len(theirs) >= 2 * 7 * len(IDENTITIES), len(theirs)  # BEGIN + END per transaction
+    report += [f"[transaction] {d}" for d in _differences(
+        [_normalise(r, ours_prefix) for r in ours], [_normalise(r, dbz_prefix) for r in theirs])]
     assert not report, "\n".join(report)

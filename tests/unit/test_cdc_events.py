@@ -157,3 +157,13 @@ def test_tables_outside_the_include_list_produce_nothing():
     builder = _builder(table_include_list=r"public\.other")
     assert builder.tables == {}
     assert list(builder.batch_events(_batch([Insert(16400, ("1", "a", None))]))) == []
+
+
+def test_transaction_ids_are_debeziums_begin_and_end_positions():
+    builder = _builder(provide_transaction_metadata=True)
+    batch = _batch([Insert(16400, ("1", "a", None))])
+    batch.begin_lsn = 3900
+    outs = list(builder.batch_events(batch))
+    begin, change, end = (o.event.value for o in outs)
+    assert begin["id"] == change["transaction"]["id"] == "42:3900"  # BEGIN's own position
+    assert end["id"] == "42:5100"  # the commit's end, as Debezium writes the END
