@@ -21,7 +21,14 @@ from base.kafka import kafka_connection
 from replay.exceptions import ReplayError
 from replay.kafka import STACK_HINT, bootstrap_servers
 from replay.record import Decoder, ReplayRecord
-from replay.selection import PartitionPlan, ScanStats, Selection, matches, matches_raw
+from replay.selection import (
+    PartitionPlan,
+    ScanStats,
+    Selection,
+    count_left_out_replay,
+    matches,
+    matches_raw,
+)
 
 BATCH = 5000
 
@@ -86,6 +93,7 @@ def scan_fast(
                 if offset + 1 >= item.stop:
                     _done(consumer, remaining, where)
                 if not matches_raw(record, selection):
+                    count_left_out_replay(record, selection, counters)
                     continue
                 if not matches(record.decode(decoder), selection):
                     continue

@@ -7,9 +7,9 @@
    `topic:partition:start-end` ranges, and the end offsets captured *now*, so a
    scan never chases records produced after it started (a re-drive into the
    topic it reads from included).
-3. `scan(plans, selection, ...)` reads those ranges with `assign`/`seek` (no
-   consumer group, nothing committed) and yields the `ReplayRecord`s that pass
-   the key / trace / op / filter criteria. Records that no longer decode are
+3. `replay.fastscan.scan_fast(plans, selection, ...)` reads those ranges with
+   `assign` (no consumer group, nothing committed) and yields the `ReplayRecord`s
+   that pass the key / trace / op / filter criteria (`matches_raw`, `matches` here). Records that no longer decode are
    yielded too, with `decode_error` set, so callers count them as `undecodable`.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -26,7 +26,7 @@ from base.contracts import headers, traceids
 from base.errors import ServiceUnavailable
 from replay.exceptions import EmptySelection, ReplayError, SelectionError
 from replay.filterexpr import Filter, compile_filter
-from replay.record import Decoder, ReplayRecord
+from replay.record import ReplayRecord
 from replay.timespec import format_millis, parse_time, to_millis
 
 STACK_HINT = "start the stack (`labstream stack up`) or set LABSTREAM_KAFKA_BOOTSTRAP_SERVERS"
@@ -408,7 +408,7 @@ def matches_raw(record: ReplayRecord, selection: Selection) -> bool:
     return selection.include_replays or record.header(REPLAY_ID_HEADER) is None
 
 
-def _count_left_out_replay(record: ReplayRecord, selection: Selection, stats: ScanStats) -> None:
+def count_left_out_replay(record: ReplayRecord, selection: Selection, stats: ScanStats) -> None:
     """Count a record dropped only for being a replay's copy, so the CLI can say so."""
     if selection.include_replays or record.header(REPLAY_ID_HEADER) is None:
         return
@@ -431,68 +431,3 @@ def matches(record: ReplayRecord, selection: Selection) -> bool:
         return False
     compiled = selection.compiled_filter
     return compiled is None or compiled.matches(record.envelope())
-
-
-def scan(
-    plans: Sequence[PartitionPlan],
-    selection: Selection,
-    consumer: Any,
-    decoder: Decoder,
-    *,
-    stats: ScanStats | None = None,
-    poll_timeout_ms: int = 1000,
-    idle_polls: int = 30,
-) -> Iterator[ReplayRecord]:
-    """Yield the matching records of `plans`, in offset order within each partition.
-
-    Stops when every partition reached its `stop`, or after `idle_polls` empty
-    polls in a row (a deleted segment or a broker gone: better to stop than hang).
-    """
-    from kafka import TopicPartition
-
-    counters = stats if stats is not None else ScanStats()
-    remaining = {TopicPartition(p.topic, p.partition): p for p in plans if p.size}
-    counters.planned += sum(p.size for p in remaining.values())
-    if not remaining:
-        return
-    reassign(consumer, list(remaining))
-    for tp, item in remaining.items():
-        consumer.seek(tp, item.start)
-    empty_polls = 0
-    while remaining and empty_polls < idle_polls:
-        batches = poll_records(consumer, poll_timeout_ms)
-        empty_polls = 0 if batches else empty_polls + 1
-        for tp, records in batches.items():
-            wanted = remaining.get(tp)
-            if wanted is None:
-                continue
-            item = wanted
-            for raw in records:
-                if raw.offset >= item.stop:
-                    break
-                counters.scanned += 1
-                counters.positions[(raw.topic, raw.partition)] = raw.offset
-                record = ReplayRecord.from_consumer(raw)
-                if not matches_raw(record, selection):
-                    _count_left_out_replay(record, selection, counters)
-                    continue
-                if not matches(record.decode(decoder), selection):
-                    continue
-                counters.matched += 1
-                counters.undecodable += record.decode_error is not None
-                yield record
-                if selection.limit is not None and counters.matched >= selection.limit:
-                    return
-            if consumer.position(tp) >= item.stop or records[-1].offset + 1 >= item.stop:
-                del remaining[tp]
-                consumer.pause(tp)
-    if remaining:
-        stuck = ", ".join(
-            f"{tp.topic}/{tp.partition} at {consumer.position(tp)} of {item.stop}"
-            for tp, item in remaining.items()
-        )
-        raise ReplayError(
-            f"reading stopped making progress ({idle_polls} empty polls): {stuck}",
-            hint="check `labstream stack status`; a re-drive can be continued with "
-            "`labstream replay resume <id>`",
-        )

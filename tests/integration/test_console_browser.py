@@ -439,8 +439,7 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
     # the experiment page lists both attempts of the job, each with its own trace
     page.goto(f"{console_url}/console/#/experiments/{failed_experiment}")
     attempts = f"[data-job-attempts='{failed_job}'] li"
-    page.wait_for_function(f"document.querySelectorAll(\"{attempts}\").length === 2",
-                           timeout=60_000)
+    wait_js(page, f"document.querySelectorAll(\"{attempts}\").length === 2", timeout_s=60)
     assert "exit 2" in page.inner_text(f"{attempts}[data-attempt='2']")
 
     # narrow window: still one readable column
