@@ -9,8 +9,9 @@
    topic it reads from included).
 3. `replay.fastscan.scan_fast(plans, selection, ...)` reads those ranges with
    `assign` (no consumer group, nothing committed) and yields the `ReplayRecord`s
-   that pass the key / trace / op / filter criteria (`matches_raw`, `matches` here). Records that no longer decode are
-   yielded too, with `decode_error` set, so callers count them as `undecodable`.
+   that pass the key / trace / op / filter criteria (`matches_raw`, `matches` here).
+   Records that no longer decode are yielded too, with `decode_error` set, so
+   callers count them as `undecodable`.
 """
 
 from __future__ import annotations
