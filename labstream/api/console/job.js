@@ -7,6 +7,7 @@ import { replayActions } from "./replay.js";
 import { copyText, el, formatClock, formatDuration, formatTime, idLink, stateNote, statusBadge } from "./dom.js";
 
 const REFRESH_MS = 1000;
+const REDRIVE_WAIT_MS = 120_000; // how long a re-drive may take to become a new attempt
 
 export function jobView(main, jobId, { announce, poll, setTitle, params }) {
   setTitle(`Job ${jobId}`);
@@ -19,6 +20,10 @@ export function jobView(main, jobId, { announce, poll, setTitle, params }) {
   const replayOutput = el("div", { id: "replay-output", "aria-live": "polite" });
   let afterSeq = -1;
   let shownJson = "";
+  // after a re-drive the row still shows the finished attempt until the worker queues the
+  // next one: keep following until the attempt passes this one (or the wait runs out)
+  let redrivenAttempt = 0;
+  let redriveWaitUntil = 0;
   const task = async () => {
     const job = await get(`/jobs/${encodeURIComponent(jobId)}`);
     const data = await get(`/jobs/${encodeURIComponent(jobId)}/logs?after=${afterSeq}`);
@@ -35,7 +40,8 @@ export function jobView(main, jobId, { announce, poll, setTitle, params }) {
       if (job.finished && !first) announce(`Job ${job.id} ${job.status}${job.exit_code !== null ? `, exit code ${job.exit_code}` : ""}`);
     }
     // a finished job's lines are all written once its status is: one last read, then stop
-    if (job.finished && data.lines.length === 0) {
+    const awaitingNext = job.attempt <= redrivenAttempt && Date.now() < redriveWaitUntil;
+    if (job.finished && data.lines.length === 0 && !awaitingNext) {
       log.finished(job);
       return "stop";
     }
@@ -52,7 +58,11 @@ export function jobView(main, jobId, { announce, poll, setTitle, params }) {
   };
   // after a re-drive from this page: follow the new attempt until it finishes
   let following = false;
-  const follow = () => {
+  const follow = (redrivenFrom = 0) => {
+    if (redrivenFrom) {
+      redrivenAttempt = redrivenFrom;
+      redriveWaitUntil = Date.now() + REDRIVE_WAIT_MS;
+    }
     if (following) return; // already polling: one loop per view
     following = true;
     poll(async () => {
@@ -99,7 +109,7 @@ function replayBlock(job, announce, output, onRedriven) {
       "Copy the dry-run command"),
     command("replay-execute", "Re-drive it (launches the job again)", job.replay.execute,
       "Copy the re-drive command"),
-    replayActions(job, announce, output, onRedriven));
+    replayActions(job, announce, output, () => onRedriven(job.attempt)));
 }
 
 // The log: sections per attempt (a new attempt runs in a new trace), each line with its
