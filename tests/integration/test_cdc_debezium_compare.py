@@ -119,7 +119,9 @@ def _differences(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> li
 def test_records_equal_real_debezium_under_every_replica_identity(unique_name, database_url,
                                                                   kafka_bootstrap, tmp_path):
     _require_jvm_tools()
-    name = unique_name[:24]
+    # short enough for `<name>_<identity>` tables and slots, and unique per run: the
+    # slug's head plus the fixture's random tail (a plain [:24] cut the tail off)
+    name = f"{unique_name[:15]}_{unique_name[-8:]}"
     dbz_prefix, ours_prefix = f"{name}_dbz", f"{name}_ls"
     _create_tables(database_url, name)
     settings = cdc_settings(ours_prefix, serializer="json", provide_transaction_metadata=True,
