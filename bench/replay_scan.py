@@ -18,10 +18,14 @@ Topics it creates are deleted at the end. Needs `labstream stack up` and migrati
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
@@ -33,6 +37,7 @@ from replay.dryrun import dry_run
 from replay.redrive import RedriveOptions
 from replay.selection import build_selection
 
+T = TypeVar("T")
 FILTER = 'after.kind == "hplc" and after.status == "completed" and op in ("c", "u")'
 
 
@@ -40,6 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--dry-run-records", type=int, default=2_000)
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the scan and the dry run (top functions by own time)")
+    parser.add_argument("--no-redrive", action="store_true", help="skip the re-drive")
     args = parser.parse_args()
     services = service_settings()
     prefix = f"bench_replay_{secrets.token_hex(4)}"
@@ -59,18 +67,21 @@ def main() -> None:
             selection = build_selection(topics=[topic], filter_text=FILTER)
             started = time.perf_counter()
             scan = runner.start_scan(session, selection)
-            matched = sum(1 for _ in scan.records())
+            matched = _profiled(args.profile, lambda: sum(1 for _ in scan.records()))
             elapsed = time.perf_counter() - started
             print(f"scan+decode+filter: {scan.stats.scanned} records in {elapsed:.2f}s = "
                   f"{scan.stats.scanned / elapsed:,.0f} records/s (matched {matched})")
 
             dry_selection = build_selection(topics=[topic], limit=args.dry_run_records)
             started = time.perf_counter()
-            report = dry_run(session, dry_selection, reference_source="db")
+            report = _profiled(args.profile,
+                               lambda: dry_run(session, dry_selection, reference_source="db"))
             elapsed = time.perf_counter() - started
             print(f"dry run (db reference): {len(report.outcomes)} records in {elapsed:.2f}s = "
                   f"{len(report.outcomes) / elapsed:,.0f} records/s")
 
+            if args.no_redrive:
+                return
             started = time.perf_counter()
             row, _ = runner.execute(session, build_selection(topics=[topic]),
                                     runner.with_batching(RedriveOptions(target_topic=target)))
@@ -79,6 +90,16 @@ def main() -> None:
                   f"{row.produced / elapsed:,.0f} records/s (replay {row.id})")
     finally:
         delete_topics(services.kafka_bootstrap_servers, topic, target)
+
+
+def _profiled(enabled: bool, work: Callable[[], T]) -> T:
+    if not enabled:
+        return work()
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(work)
+    finally:
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(22)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+"""The generated Avro readers give what fastavro gives, value for value (streams.avrodecode)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from decimal import Decimal
+from typing import Any
+
+import fastavro
+import pytest
+
+from connectors.serde import AvroDeserializer, SerializationError
+from streams.avrodecode import FastAvroDeserializer, Unsupported, compile_reader
+from streams.fixtures import LAB_COLUMNS, LabChanges, MemoryRegistry
+
+TABLE_ROWS: dict[str, list[dict[str, Any]]] = {
+    "tenants": [{"id": "acme", "name": "Acme ünïcødé ✓", "tier": "standard"}],
+    "experiments": [{"id": "exp-1", "tenant_id": "acme", "kind": "hplc", "status": "submitted",
+                     "title": "x" * 300, "submitted_by": "a", "protocol": '{"a": [1, 2]}',
+                     "priority": -7}],
+    "instruments": [{"id": "hplc-01", "name": "HPLC", "kind": "hplc", "location": "",
+                     "status": "running"}],
+    "runs": [{"id": "run-1", "experiment_id": "exp-1", "instrument_id": "hplc-01",
+              "status": "completed", "started_at": "2025-11-24 16:00:00+00",
+              "result": '{"peaks": []}'},
+             {"id": "run-2", "experiment_id": "exp-1", "instrument_id": "hplc-01",
+              "status": "failed", "error": "boom"}],
+    "samples": [{"id": "s-1", "tenant_id": "acme", "name": "n", "material": "m"}],
+    "inventory_items": [{"id": "inv-1", "name": "acetonitrile", "lot": "L1", "quantity": "12.500",
+                         "unit": "l", "reorder_level": "-0.001",
+                         "expires_at": "2026-01-01 00:00:00+00", "location": "shelf"},
+                        {"id": "inv-2", "name": "n", "lot": "L2", "quantity": "999999999.999",
+                         "unit": "l", "reorder_level": "0", "location": ""}],
+    "sensor_readings": [{"id": 9_007_199_254_740_993, "sensor_id": "f-1", "kind": "temperature",
+                         "celsius": "-12.25", "door_open": True,
+                         "read_at": "2025-11-24 16:00:00+00"},
+                        {"id": 1, "sensor_id": "f-1", "kind": "door", "door_open": False,
+                         "read_at": "2025-11-24 16:00:00+00"}],
+    "trigger_rules": [{"id": "r1", "enabled": True, "event_kind": "hplc.completed",
+                       "condition": "{}", "backend": "local", "command": '["x"]', "env": "{}",
+                       "timeout_s": 60, "max_concurrency": 4}],
+}
+
+
+def exact(value: Any) -> Any:
+    """A structure whose equality also tells Decimal('1.0') from Decimal('1') and 1 from True."""
+    if isinstance(value, dict):
+        return {key: exact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [exact(item) for item in value]
+    if isinstance(value, Decimal):
+        return ("Decimal", str(value))
+    return (type(value).__name__, value)
+
+
+def lab_records() -> tuple[MemoryRegistry, list[tuple[str, bytes, bytes]]]:
+    registry = MemoryRegistry()
+    changes = LabChanges(registry)
+    records = []
+    for table, rows in TABLE_ROWS.items():
+        assert table in LAB_COLUMNS
+        for row in rows:
+            for op, after, before in (("c", row, None), ("u", row, row), ("r", row, None),
+                                      ("d", None, row)):
+                topic, key, value = changes.encode(table, op, after, before,
+                                                   lsn=random.randrange(1, 2**62))
+                assert key is not None and value is not None
+                records.append((topic, key, value))
+    return registry, records
+
+
+def test_every_lab_table_decodes_exactly_as_fastavro() -> None:
+    registry, records = lab_records()
+    old, new = AvroDeserializer(registry), FastAvroDeserializer(registry)
+    for _, key, value in records:
+        assert exact(new.decode(value)) == exact(old.decode(value))
+        assert exact(new.decode(key)) == exact(old.decode(key))
+
+
+def test_only_the_fields_asked_for_are_built() -> None:
+    registry, records = lab_records()
+    old, new = AvroDeserializer(registry), FastAvroDeserializer(registry)
+    wanted = frozenset({"op", "after", "source"})
+    for _, _, value in records:
+        full = old.decode(value)
+        assert full is not None
+        assert exact(new.decode_fields(value, wanted)) == exact(
+            {name: full[name] for name in full if name in wanted})
+
+
+RICH_SCHEMA: dict[str, Any] = {
+    "type": "record", "name": "Rich", "namespace": "t.ns", "fields": [
+        {"name": "flag", "type": "boolean"},
+        {"name": "small", "type": "int"},
+        {"name": "big", "type": "long"},
+        {"name": "f", "type": "float"},
+        {"name": "d", "type": "double"},
+        {"name": "raw", "type": "bytes"},
+        {"name": "text", "type": "string"},
+        {"name": "color", "type": {"type": "enum", "name": "Color", "symbols": ["R", "G", "B"]}},
+        {"name": "again", "type": "Color"},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "counts", "type": {"type": "map", "values": "long"}},
+        {"name": "digest", "type": {"type": "fixed", "name": "Digest", "size": 4}},
+        {"name": "money", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10,
+                                   "scale": 3}},
+        {"name": "fmoney", "type": {"type": "fixed", "name": "F8", "size": 8,
+                                    "logicalType": "decimal", "precision": 18, "scale": 2}},
+        {"name": "inner", "type": {"type": "record", "name": "Inner", "fields": [
+            {"name": "x", "type": ["null", "long", "string"]}]}},
+        {"name": "inners", "type": {"type": "array", "items": "t.ns.Inner"}},
+        {"name": "odd", "type": {"type": "string", "logicalType": "not-known"}},
+    ]}
+
+
+def rich_datum(rng: random.Random) -> dict[str, Any]:
+    def text() -> str:
+        return "".join(rng.choice("aé✓z\x00") for _ in range(rng.randrange(0, 90)))
+
+    return {
+        "flag": rng.random() < 0.5, "small": rng.randrange(-2**31, 2**31),
+        "big": rng.randrange(-2**63, 2**63), "f": rng.random(), "d": rng.uniform(-1e300, 1e300),
+        "raw": rng.randbytes(rng.randrange(0, 200)), "text": text(),
+        "color": rng.choice("RGB"), "again": rng.choice("RGB"),
+        "tags": [text() for _ in range(rng.randrange(0, 5))],
+        "counts": {text(): rng.randrange(-2**40, 2**40) for _ in range(rng.randrange(0, 4))},
+        "digest": rng.randbytes(4),
+        "money": Decimal(rng.randrange(-10**9, 10**9)).scaleb(-3),
+        "fmoney": Decimal(rng.randrange(-10**17, 10**17)).scaleb(-2),
+        "inner": {"x": rng.choice([None, rng.randrange(-9, 9), text()])},
+        "inners": [{"x": rng.randrange(-2**62, 2**62)} for _ in range(rng.randrange(0, 3))],
+        "odd": text(),
+    }
+
+
+def test_every_avro_type_reads_as_fastavro_reads_it() -> None:
+    parsed = fastavro.parse_schema(RICH_SCHEMA)
+    reader = compile_reader(json.loads(json.dumps(RICH_SCHEMA)))
+    rng = random.Random(15)
+    for _ in range(300):
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, rich_datum(rng))
+        data = buffer.getvalue()
+        expected = fastavro.schemaless_reader(io.BytesIO(data), parsed, None)
+        value, end = reader(data, 0)
+        assert exact(value) == exact(expected)
+        assert end == len(data)
+
+
+def test_truncated_or_corrupt_bytes_are_a_serialization_error() -> None:
+    registry, records = lab_records()
+    new = FastAvroDeserializer(registry)
+    _, _, value = records[0]
+    for cut in (6, len(value) // 2, len(value) - 1):
+        with pytest.raises(SerializationError, match="does not match schema id"):
+            new.decode(value[:cut])
+    with pytest.raises(SerializationError, match="not Confluent-framed"):
+        new.decode(b"{}")
+
+
+def test_logical_types_it_does_not_generate_fall_back_to_fastavro() -> None:
+    schema = {"type": "record", "name": "T", "fields": [
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+    with pytest.raises(Unsupported):
+        compile_reader(schema)
+    registry = MemoryRegistry()
+    schema_id = registry.register("t-value", json.dumps(schema))
+    buffer = io.BytesIO()
+    buffer.write(b"\x00" + schema_id.to_bytes(4, "big"))
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), {"at": 1_700_000_000_000})
+    data = buffer.getvalue()
+    assert FastAvroDeserializer(registry).decode(data) == AvroDeserializer(registry).decode(data)
