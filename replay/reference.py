@@ -55,6 +55,9 @@ class DbReference:
         self.conn = conn
         self._rows: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._samples: dict[str, list[dict[str, Any]]] = {}
+        # `streams.enrich.enrich` caches enrichments here: rows are read once per run
+        # and never change during it, so neither do the enrichments made from them
+        self.enrichments: dict[tuple[str, ...], Any] = {}
 
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         if table not in REFERENCE_TABLES:

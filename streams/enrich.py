@@ -55,15 +55,40 @@ _SINGULAR = {
 }
 
 
+_NOTHING = Enrichment()
+
+
 def enrich(change: ChangeRecord, reference: ReferenceData) -> EnrichedEvent:
-    """The change with its reference rows; `complete=False` + `missing` when some are unknown."""
-    row = change.envelope.row or {}
-    builder = _BUILDERS.get(change.table)
+    """The change with its reference rows; `complete=False` + `missing` when some are unknown.
+
+    A reference with an `enrichments` dict (`ReferenceStore`, replay's `DbReference`)
+    caches each enrichment by the ids it was made from: a run's enrichment depends
+    only on its experiment_id and instrument_id and the reference rows, and the store
+    empties the cache whenever a reference row changes. An `Enrichment` is immutable,
+    so events share it.
+    """
+    row = change.envelope.row
+    table = change.table
+    builder = _BUILDERS.get(table)
     if builder is None or not row:
-        return EnrichedEvent(change, Enrichment())
-    lookup = _Lookup(reference)
-    enrichment = builder(row, lookup)
+        return EnrichedEvent(change, _NOTHING)
+    cache: dict[tuple[str, ...], Enrichment] | None = getattr(reference, "enrichments", None)
+    ids = _CACHE_KEYS[table](row) if cache is not None else None
+    if ids is None or cache is None:
+        return EnrichedEvent(change, builder(row, _Lookup(reference)))
+    enrichment = cache.get(ids)
+    if enrichment is None:
+        enrichment = builder(row, _Lookup(reference))
+        cache[ids] = enrichment
     return EnrichedEvent(change, enrichment)
+
+
+def _text_ids(table: str, *values: object) -> tuple[str, ...] | None:
+    # text ids only: 1, "1" and True would look up the same row but name it differently
+    for value in values:
+        if type(value) is not str:
+            return None
+    return (table, *values)  # type: ignore[arg-type]
 
 
 def _for_run(row: Row, lookup: _Lookup) -> Enrichment:
@@ -100,6 +125,14 @@ def _samples(lookup: _Lookup, experiment_id: object) -> tuple[Row, ...]:
 def _done(lookup: _Lookup, **rows: object) -> Enrichment:
     return Enrichment(complete=not lookup.missing, missing=tuple(lookup.missing), **rows)  # type: ignore[arg-type]
 
+
+# the ids an enrichment is made from (None: not cached); inventory items are their own row
+_CACHE_KEYS: dict[str, Callable[[Row], tuple[str, ...] | None]] = {
+    "runs": lambda row: _text_ids("runs", row.get("experiment_id"), row.get("instrument_id")),
+    "experiments": lambda row: _text_ids("experiments", row.get("tenant_id"), row.get("id")),
+    "sensor_readings": lambda row: _text_ids("sensor_readings", row.get("instrument_id")),
+    "inventory_items": lambda row: None,
+}
 
 _BUILDERS: dict[str, Callable[[Row, _Lookup], Enrichment]] = {
     "runs": _for_run,

@@ -45,6 +45,9 @@ class ReferenceStore:
         # the latest change of each inventory item, for the expiring-lots sweep
         self._latest_inventory: dict[str, ChangeRecord] = {}
         self.applied = 0
+        # `streams.enrich.enrich`'s cache of enrichments by ids; emptied on every change
+        # of a reference row, so a cached enrichment is always what enrich() would make
+        self.enrichments: dict[tuple[str, ...], Any] = {}
 
     # -- ReferenceData ------------------------------------------------------------------
     def get(self, table: str, key: str) -> Row | None:
@@ -69,6 +72,7 @@ class ReferenceStore:
 
     def apply(self, table: str, key: str, row: Row | None) -> None:
         """Set (row) or delete (None) one reference row."""
+        self.enrichments.clear()
         rows = self._rows.setdefault(table, {})
         previous = rows.pop(key, None)
         if row is not None:
@@ -85,6 +89,7 @@ class ReferenceStore:
             return
         if change.envelope.op == "t":
             self._rows.pop(change.table, None)
+            self.enrichments.clear()
             return
         self.apply(change.table, str(key), change.envelope.after)
         if change.table == "inventory_items":

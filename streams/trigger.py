@@ -17,6 +17,7 @@ event maps to the same job and the job runner launches it once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -99,7 +100,15 @@ def decide(
     now: datetime,
 ) -> list[Decision]:
     """One decision per rule of `event.kind`, or one `no_rule_for_kind` decision."""
-    decided_at_ms = int(now.timestamp() * 1000)
+    return decide_at(event, rules, int(now.timestamp() * 1000))
+
+
+def decide_at(
+    event: RoutedEvent,
+    rules: Iterable[TriggerRule | Row],
+    decided_at_ms: int,
+) -> list[Decision]:
+    """`decide` with the decision time in ms (a batch computes it once)."""
     base = _Base(event, decided_at_ms)
     document: Mapping[str, Any] | None = None  # built once, part by part as rules need it
     decisions: list[Decision] = []
@@ -122,10 +131,38 @@ def decide(
     if not decisions:
         return [base.decision("skipped", "no_rule_for_kind",
                               f"no trigger rule has event_kind {event.kind!r}")]
-    return sorted(decisions, key=lambda decision: decision.rule_id or "")
+    if len(decisions) > 1:
+        decisions.sort(key=_rule_id_of)
+    return decisions
 
 
-@dataclass(frozen=True)
+def _rule_id_of(decision: Decision) -> str:
+    return decision.rule_id or ""
+
+
+def parse_rules(rules: Iterable[TriggerRule | Row]) -> list[TriggerRule | Row]:
+    """Rows parsed into `TriggerRule`s once; a row that does not parse stays a row, so
+    `decide` still reports it (`rule_invalid`) for the events of its kind."""
+    parsed: list[TriggerRule | Row] = []
+    for rule in rules:
+        if not isinstance(rule, TriggerRule):
+            with contextlib.suppress(RuleInvalid, KeyError, TypeError, ValueError):
+                rule = TriggerRule.from_row(rule)
+        parsed.append(rule)
+    return parsed
+
+
+def rules_by_kind(rules: Iterable[TriggerRule | Row]) -> dict[Any, list[TriggerRule | Row]]:
+    """`rules` grouped by event kind, in their order (what `decide` looks at per event)."""
+    groups: dict[Any, list[TriggerRule | Row]] = {}
+    for rule in rules:
+        kind = rule.event_kind if isinstance(rule, TriggerRule) else rule.get("event_kind")
+        if isinstance(kind, str):  # any other value equals no event kind: never looked at
+            groups.setdefault(kind, []).append(rule)
+    return groups
+
+
+@dataclass(frozen=True, slots=True)
 class _Base:
     event: RoutedEvent
     decided_at_ms: int
@@ -140,6 +177,52 @@ class _Base:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    """A rule's condition paths and command templates, split once instead of per event."""
+
+    # (path, its parts, wanted value), sorted by path as the mismatch check reads them
+    conditions: tuple[tuple[str, tuple[str, ...], Any], ...]
+    # per command part: the text itself, or its pieces (text, or (path, parts) to fill)
+    command: tuple[str | tuple[str | tuple[str, tuple[str, ...]], ...], ...]
+
+
+_COMPILED: dict[int, tuple[TriggerRule, _CompiledRule]] = {}
+
+
+def _compiled(rule: TriggerRule) -> _CompiledRule:
+    # by identity: the store keeps one TriggerRule per rule version, so a rule edited in
+    # the lab DB is a new object and compiles anew; the entry holds the rule, so its
+    # id is not reused while cached
+    entry = _COMPILED.get(id(rule))
+    if entry is not None and entry[0] is rule:
+        return entry[1]
+    if len(_COMPILED) > 10_000:
+        _COMPILED.clear()
+    compiled = _CompiledRule(
+        conditions=tuple((path, tuple(path.split(".")), rule.condition[path])
+                         for path in sorted(rule.condition)),
+        command=tuple(_template(part) for part in rule.command),
+    )
+    _COMPILED[id(rule)] = (rule, compiled)
+    return compiled
+
+
+def _template(text: str) -> str | tuple[str | tuple[str, tuple[str, ...]], ...]:
+    if "{" not in text or _PLACEHOLDER.search(text) is None:
+        return text
+    pieces: list[str | tuple[str, tuple[str, ...]]] = []
+    at = 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.start() > at:
+            pieces.append(text[at:match.start()])
+        pieces.append((match.group(1), tuple(match.group(1).split("."))))
+        at = match.end()
+    if at < len(text):
+        pieces.append(text[at:])
+    return tuple(pieces)
+
+
 def _decide_one(base: _Base, rule: TriggerRule, document: Mapping[str, Any]) -> Decision:
     event = base.event
     if not rule.enabled:
@@ -152,12 +235,14 @@ def _decide_one(base: _Base, rule: TriggerRule, document: Mapping[str, Any]) -> 
         return base.decision("skipped", "tenant_mismatch",
                              f"rule {rule.id} is for tenant {rule.tenant_id!r}, "
                              f"event tenant is {seen!r}{why}", rule_id=rule.id)
-    mismatch = _condition_mismatch(rule.condition, document)
+    compiled = _compiled(rule)
+    mismatch = _compiled_mismatch(compiled.conditions, document)
     if mismatch is not None:
         return base.decision("skipped", "condition_false", f"rule {rule.id}: {mismatch}",
                              rule_id=rule.id)
     try:
-        command = tuple(fill_placeholders(part, document) for part in rule.command)
+        command = tuple(part if isinstance(part, str) else _fill(part, document)
+                        for part in compiled.command)
     except KeyError as exc:
         return base.decision("skipped", "placeholder_missing",
                              f"rule {rule.id}: placeholder {{{exc.args[0]}}} has no value "
@@ -166,17 +251,62 @@ def _decide_one(base: _Base, rule: TriggerRule, document: Mapping[str, Any]) -> 
                          job_key=job_key(rule.id, event.event_id), command=command)
 
 
-def _condition_mismatch(condition: Mapping[str, Any], document: Mapping[str, Any]) -> str | None:
-    for path in sorted(condition):
-        wanted = condition[path]
+def _compiled_mismatch(conditions: tuple[tuple[str, tuple[str, ...], Any], ...],
+                       document: Mapping[str, Any]) -> str | None:
+    for path, parts, wanted in conditions:
         try:
-            seen = _lookup(document, path)
+            seen = _walk(document, parts)
         except KeyError:
             return f"condition field {path} is absent, wanted {json.dumps(wanted)}"
         if not _equal(seen, wanted):
             return (f"condition field {path} is {json.dumps(plain(seen), default=str)}, "
                     f"wanted {json.dumps(wanted)}")
     return None
+
+
+def _walk(document: Any, parts: tuple[str, ...]) -> Any:
+    """`lookup_path` over a path split once (same results, same KeyError)."""
+    current = document
+    for part in parts:
+        if type(current) is dict:
+            if part not in current:
+                raise KeyError(part)
+            current = current[part]
+        elif isinstance(current, Mapping) and part in current:
+            current = current[part]
+        elif isinstance(current, list | tuple) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            raise KeyError(part)
+    return current
+
+
+def _fill(pieces: tuple[str | tuple[str, tuple[str, ...]], ...],
+          document: Mapping[str, Any]) -> str:
+    """`fill_placeholders` over a template split once."""
+    out = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+            continue
+        path, parts = piece
+        try:
+            value = _walk(document, parts)
+        except KeyError:
+            raise KeyError(path) from None
+        out.append(_placeholder_text(path, value))
+    return "".join(out)
+
+
+def _placeholder_text(path: str, value: Any) -> str:
+    if value is None:
+        raise KeyError(path)
+    if type(value) is str:
+        return value
+    if type(value) is int:  # what json.dumps gives, without its machinery
+        return str(value)
+    value = plain(value)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _lookup(document: Mapping[str, Any], path: str) -> Any:
@@ -200,14 +330,7 @@ def fill_placeholders(template: str, document: Mapping[str, Any]) -> str:
             value = _lookup(document, path)
         except KeyError:
             raise KeyError(path) from None
-        if value is None:
-            raise KeyError(path)
-        if type(value) is str:
-            return value
-        if type(value) is int:  # what json.dumps gives, without its machinery
-            return str(value)
-        value = plain(value)
-        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        return _placeholder_text(path, value)
 
     return _PLACEHOLDER.sub(value_of, template)
 

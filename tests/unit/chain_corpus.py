@@ -189,48 +189,67 @@ def encoded_corpus() -> tuple[Any, list[tuple[str, bytes | None, bytes | None]]]
     return registry, records
 
 
-def outcomes() -> dict[str, Any]:
-    from replay.decode import EnvelopeDecoder
-    from replay.dryrun import evaluate
-    from replay.record import ReplayRecord
+ANNOUNCED = {"inv-5": "L-inv-5@2025-11-26 12:00:00+00"}
+
+
+def entry(offset: int, rules_as: str, enriched: Any, outcome: Any,
+          decisions: Any) -> dict[str, Any]:
+    """One change's way through the chain as plain JSON."""
+    change = enriched.change
+    return {
+        "offset": offset, "rules": rules_as, "table": change.table,
+        "change_id": change.change_id, "primary_key": _plain(dict(change.primary_key)),
+        # the envelope's own ts_ms is when the fixture was encoded: not compared
+        "envelope": _plain({"op": change.envelope.op, "before": change.envelope.before,
+                            "after": change.envelope.after, "source": change.envelope.source,
+                            "transaction": change.envelope.transaction}),
+        "enrichment": enriched.enrichment.to_dict(), "tenant_id": enriched.tenant_id,
+        "unroutable": outcome.unroutable,
+        "events": [_event(event) for event in outcome.events],
+        "decisions": [[_decision(d) for d in made] for made in decisions],
+    }
+
+
+def decoded_corpus() -> tuple[Any, list[Any], Any, list[tuple[int, Any]]]:
+    """The corpus encoded (registry, records), the reference store loaded from it, and
+    the other changes decoded (with their offsets)."""
     from streams.codec import CdcDecoder
-    from streams.enrich import enrich
     from streams.records import SourceCoordinates
     from streams.reference import ReferenceStore
-    from streams.route import RouteSettings, route_explained
-    from streams.trigger import decide
 
     registry, records = encoded_corpus()
     decoder, store = CdcDecoder(registry), ReferenceStore()
-    envelopes = EnvelopeDecoder(registry)
-    reference_count = len(REFERENCE) + len(RULES)
-    chain, dry = [], []
+    changes = []
     for offset, (topic, key, value) in enumerate(records):
         change = decoder.decode(key, value, SourceCoordinates(topic, 0, offset),
                                 (("traceparent", b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"),))
         assert change is not None
-        if offset < reference_count:
+        if offset < len(REFERENCE) + len(RULES):
             store.apply_change(change)
-            continue
+        else:
+            changes.append((offset, change))
+    return registry, records, store, changes
+
+
+def outcomes() -> dict[str, Any]:
+    from replay.decode import EnvelopeDecoder
+    from replay.dryrun import evaluate
+    from replay.record import ReplayRecord
+    from streams.enrich import enrich
+    from streams.route import RouteSettings, route_explained
+    from streams.trigger import decide
+
+    registry, records, store, changes = decoded_corpus()
+    envelopes = EnvelopeDecoder(registry)
+    chain, dry = [], []
+    for offset, change in changes:
+        topic, key, value = records[offset]
         for rules_as in ("parsed", "rows"):
             rules = store.rules() if rules_as == "parsed" else RULES
             enriched = enrich(change, store)
-            outcome = route_explained(enriched, RouteSettings(), announced_lots={
-                "inv-5": "L-inv-5@2025-11-26 12:00:00+00"})
-            chain.append({
-                "offset": offset, "rules": rules_as, "table": change.table,
-                "change_id": change.change_id, "primary_key": _plain(dict(change.primary_key)),
-                # the envelope's own ts_ms is when the fixture was encoded: not compared
-                "envelope": _plain({"op": change.envelope.op, "before": change.envelope.before,
-                                    "after": change.envelope.after,
-                                    "source": change.envelope.source,
-                                    "transaction": change.envelope.transaction}),
-                "enrichment": enriched.enrichment.to_dict(), "tenant_id": enriched.tenant_id,
-                "unroutable": outcome.unroutable,
-                "events": [_event(event) for event in outcome.events],
-                "decisions": [[_decision(d) for d in decide(event, rules, now=NOW)]
-                              for event in outcome.events],
-            })
+            outcome = route_explained(enriched, RouteSettings(), announced_lots=dict(ANNOUNCED))
+            decisions = [decide(event, rules, now=NOW) for event in outcome.events]
+            chain.append(entry(offset, rules_as, enriched, outcome, decisions))
         record = ReplayRecord(topic, 0, offset, COMMIT_MS, key, value, []).decode(envelopes)
         result = evaluate(record, store, RULES, now=NOW, settings=RouteSettings())
         value = {name: item for name, item in record.value.items()

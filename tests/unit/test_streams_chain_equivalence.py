@@ -62,3 +62,38 @@ def test_every_dry_run_outcome_is_unchanged(now_and_then: tuple[dict, dict]) -> 
     assert len(now["dry_run"]) == len(then["dry_run"])
     for mine, golden in zip(now["dry_run"], then["dry_run"], strict=True):
         assert mine == golden, first_difference(mine, golden)
+
+
+def test_decide_many_gives_what_the_per_record_functions_gave(
+        now_and_then: tuple[dict, dict]) -> None:
+    from chain_corpus import ANNOUNCED, NOW, RULES, decoded_corpus, entry
+
+    from streams.chain import decide_many
+
+    _, then = now_and_then
+    _, _, store, changes = decoded_corpus()
+    golden = {(item["offset"], item["rules"]): item for item in then["chain"]}
+    for rules_as, rules in (("parsed", store.rules()), ("rows", RULES)):
+        results = decide_many([change for _, change in changes], store, rules, now=NOW,
+                              announced_lots=dict(ANNOUNCED))
+        assert len(results) == len(changes)
+        for (offset, _), result in zip(changes, results, strict=True):
+            mine = json.loads(json.dumps(entry(offset, rules_as, result.enriched,
+                                               result.routed, result.decisions)))
+            assert mine == golden[(offset, rules_as)], first_difference(
+                mine, golden[(offset, rules_as)])
+
+
+def test_decide_many_announces_a_lot_once_per_batch() -> None:
+    from chain_corpus import NOW, decoded_corpus
+
+    from streams.chain import decide_many
+
+    _, _, store, changes = decoded_corpus()
+    lot = next(change for _, change in changes
+               if change.table == "inventory_items" and change.primary_key["id"] == "inv-2")
+    announced: dict[str, str] = {}
+    first, again = decide_many([lot, lot], store, store.rules(), now=NOW,
+                               announced_lots=announced)
+    assert [e.kind for e in first.routed.events] == ["inventory.lot_expiring"]
+    assert again.routed.events == [] and "inv-2" in announced
