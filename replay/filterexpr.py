@@ -110,7 +110,7 @@ def resolve_path(data: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     """`data[a][b][c]`, or None as soon as a step is missing or not a mapping."""
     current: Any = data
     for part in parts:
-        if not isinstance(current, Mapping):
+        if type(current) is not dict and not isinstance(current, Mapping):
             return None
         current = current.get(part)
     return current
@@ -214,9 +214,23 @@ class _Compiler:
     def _bool_op(self, node: ast.AST) -> Evaluator:
         assert isinstance(node, ast.BoolOp)
         operands = [self.compile(value) for value in node.values]
+        # loops, not all()/any() over a generator: this runs per record of a scan
         if isinstance(node.op, ast.And):
-            return lambda data: all(operand(data) for operand in operands)
-        return lambda data: any(operand(data) for operand in operands)
+            def every(data: Mapping[str, Any]) -> bool:
+                for operand in operands:  # noqa: SIM110 (see above)
+                    if not operand(data):
+                        return False
+                return True
+
+            return every
+
+        def some(data: Mapping[str, Any]) -> bool:
+            for operand in operands:  # noqa: SIM110 (see above)
+                if operand(data):
+                    return True
+            return False
+
+        return some
 
     def _unary(self, node: ast.AST) -> Evaluator:
         assert isinstance(node, ast.UnaryOp)
@@ -238,6 +252,11 @@ class _Compiler:
             if comparator is None:
                 raise self.reject(node, f"the comparison {type(op).__name__}")
             comparators.append(comparator)
+
+        if len(comparators) == 1:  # `a == b`, the usual case: no loop per record
+            left_operand, right_operand = operands
+            compare = comparators[0]
+            return lambda data: compare(left_operand(data), right_operand(data))
 
         def evaluate(data: Mapping[str, Any]) -> bool:
             left = operands[0](data)
@@ -279,6 +298,9 @@ class _Compiler:
     def _sequence(self, node: ast.AST) -> Evaluator:
         assert isinstance(node, ast.Tuple | ast.List)
         items = [self.compile(element) for element in node.elts]
+        if all(isinstance(element, ast.Constant) for element in node.elts):
+            constant = tuple(item({}) for item in items)  # `op in ("c", "u")`: built once
+            return lambda data: constant
         return lambda data: tuple(item(data) for item in items)
 
 

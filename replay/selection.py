@@ -99,6 +99,8 @@ class Selection:
     def offset_wanted(self, topic: str, partition: int, offset: int) -> bool:
         """With several --offsets for one partition the scan reads from the first start to
         the last end; only offsets inside one of the ranges are selected."""
+        if not self.ranges:  # the common case, checked per record: no tuple built
+            return True
         ranges = self.ranges_of(topic, partition)
         return not ranges or any(r.holds(offset) for r in ranges)
 
