@@ -100,8 +100,10 @@ class Workload:
         for start in range(0, len(self.decoded), BATCH):  # a worker's batch, then dropped
             results = decide_many(self.decoded[start:start + BATCH], self.store, self.rules,
                                   now=self.now)
-            fired += sum(d.outcome == "fired" for r in results for made in r.decisions
-                         for d in made)
+            for result in results:
+                for made in result.decisions:
+                    for decision in made:
+                        fired += decision.outcome == "fired"
         return fired
 
 

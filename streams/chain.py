@@ -58,9 +58,13 @@ def decide_many(
     for change in changes:
         enriched = enrich(change, reference)
         routed = route_explained(enriched, settings, announced_lots=announced_lots)
-        decisions = tuple(decide_at(event, by_kind.get(event.kind, ()), decided_at_ms)
-                          for event in routed.events)
+        events = routed.events
+        if events:
+            decisions = tuple([decide_at(event, by_kind.get(event.kind, ()), decided_at_ms)
+                               for event in events])
+            if announced_lots is not None:
+                announced_lots.update(lots_announced(events))
+        else:
+            decisions = ()
         results.append(ChainResult(enriched, routed, decisions))
-        if announced_lots is not None and routed.events:
-            announced_lots.update(lots_announced(routed.events))
     return results
