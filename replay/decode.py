@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from base.contracts.records import UndecodableBytes, decode_record_bytes
+from base.contracts.records import UndecodableBytes, decode_record_bytes, is_confluent_framed
 from connectors.registry.base import SchemaRegistry
 from replay.exceptions import ReplayError
 from streams.avrodecode import FastAvroDeserializer
@@ -33,6 +33,16 @@ class EnvelopeDecoder:
             return decode_record_bytes(data, self.avro.decode, is_key=is_key, where=topic)
         except UndecodableBytes as exc:
             raise UndecodableRecord(str(exc)) from exc
+
+    def decode_fields(self, topic: str, data: bytes, fields: frozenset[str]) -> Any:
+        """Only the top-level `fields` of an Avro record value (the others are skipped);
+        other formats are decoded whole. Raises as `decode` does."""
+        if is_confluent_framed(data):
+            try:
+                return self.avro.decode_fields(data, fields)
+            except Exception as exc:  # reported as `decode` would report it
+                raise UndecodableRecord(f"{topic}: {exc}") from exc
+        return self.decode(topic, data, is_key=False)
 
 
 def decoder_from_settings(database_url: str | None = None) -> EnvelopeDecoder:

@@ -122,6 +122,9 @@ class Filter:
 
     text: str
     _evaluate: Evaluator
+    # the top-level names the filter reads (`after` of `after.status`): a scan decodes
+    # only these fields of a value to test the filter (`replay.fastscan`)
+    names: frozenset[str] = frozenset()
 
     def matches(self, envelope: Mapping[str, Any]) -> bool:
         return bool(self._evaluate(envelope))
@@ -140,7 +143,9 @@ def compile_filter(text: str, *, option: str = "--filter") -> Filter:
     if not text.strip():
         raise FilterSyntaxError(f"{option} is empty", hint=f"write {EXPECTED}")
     tree = _parse(text, option)
-    return Filter(text, _Compiler(text, option).compile(tree.body))
+    compiler = _Compiler(text, option)
+    evaluate = compiler.compile(tree.body)
+    return Filter(text, evaluate, frozenset(compiler.names))
 
 
 def _parse(text: str, option: str) -> ast.Expression:
@@ -186,6 +191,7 @@ class _Compiler:
     def __init__(self, text: str, option: str) -> None:
         self.text = text
         self.option = option
+        self.names: set[str] = set()
 
     def reject(self, node: ast.AST, what: str) -> FilterSyntaxError:
         column = getattr(node, "col_offset", 0) + 1
@@ -293,6 +299,7 @@ class _Compiler:
         if hidden:
             raise self.reject(node, f"names starting with '_' ({hidden[0]!r})")
         path = tuple(parts)
+        self.names.add(path[0])
         return lambda data: resolve_path(data, path)
 
     def _sequence(self, node: ast.AST) -> Evaluator:

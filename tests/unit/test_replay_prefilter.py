@@ -1,0 +1,56 @@
+"""The scan's pre-filter (value fields the filter names, decoded alone) never drops a
+record the full test keeps, and drops what the full test drops."""
+
+from __future__ import annotations
+
+from chain_corpus import COMMIT_MS, encoded_corpus
+
+from replay.decode import EnvelopeDecoder
+from replay.fastscan import _prefilter
+from replay.filterexpr import compile_filter
+from replay.record import ReplayRecord
+from replay.selection import Selection, matches
+
+FILTERS = [
+    'after.status == "completed" and op in ("c", "u")',
+    'source.table == "runs" or after.kind == "temperature"',
+    "not (before.status == \"running\")",
+    'topic == "lab.public.runs" and offset > 30',
+    'after.quantity < 1 or after.celsius > 8',
+    "ts_ms > 0",
+]
+
+
+def _records() -> tuple[EnvelopeDecoder, list[ReplayRecord]]:
+    registry, encoded = encoded_corpus()
+    records = [ReplayRecord(topic, 0, offset, COMMIT_MS, key, value, [])
+               for offset, (topic, key, value) in enumerate(encoded)]
+    corrupt = ReplayRecord("lab.public.runs", 0, 999, COMMIT_MS, None,
+                           encoded[30][2][:40], [])  # type: ignore[index]
+    return EnvelopeDecoder(registry), [*records, corrupt]
+
+
+def test_the_prefilter_agrees_with_the_full_test() -> None:
+    decoder, records = _records()
+    dropped = 0
+    for text in FILTERS:
+        selection = Selection(topics=("lab.public.runs",), filter_text=text)
+        prefilter = _prefilter(selection, decoder)
+        assert prefilter is not None
+        for raw in records:
+            record = ReplayRecord(raw.topic, raw.partition, raw.offset, raw.timestamp,
+                                  raw.key_bytes, raw.value_bytes, [])
+            kept_early = prefilter(record)
+            kept = matches(record.decode(decoder), selection)
+            assert kept_early or not kept, (text, record.coordinates)
+            assert kept_early == kept or record.decode_error is not None, text
+            dropped += not kept_early
+    assert dropped > 0
+
+
+def test_filter_names_and_when_there_is_no_prefilter() -> None:
+    assert compile_filter('after.kind == "hplc" and op == "u" or ts_ms > 1').names == {
+        "after", "op", "ts_ms"}
+    decoder, _ = _records()
+    assert _prefilter(Selection(topics=("t",), filter_text='key.id == "run-1"'), decoder) is None
+    assert _prefilter(Selection(topics=("t",)), decoder) is None
