@@ -72,7 +72,8 @@ def enrich(change: ChangeRecord, reference: ReferenceData) -> EnrichedEvent:
     builder = _BUILDERS.get(table)
     if builder is None or not row:
         return EnrichedEvent(change, _NOTHING)
-    cache: dict[tuple[str, ...], Enrichment] | None = getattr(reference, "enrichments", None)
+    cache: dict[tuple[str | None, ...], Enrichment] | None = getattr(reference, "enrichments",
+                                                                     None)
     ids = _CACHE_KEYS[table](row) if cache is not None else None
     if ids is None or cache is None:
         return EnrichedEvent(change, builder(row, _Lookup(reference)))
@@ -83,10 +84,11 @@ def enrich(change: ChangeRecord, reference: ReferenceData) -> EnrichedEvent:
     return EnrichedEvent(change, enrichment)
 
 
-def _text_ids(table: str, *values: object) -> tuple[str, ...] | None:
-    # text ids only: 1, "1" and True would look up the same row but name it differently
+def _text_ids(table: str, *values: object) -> tuple[str | None, ...] | None:
+    # text ids or none only: 1, "1" and True would look up the same row but name it
+    # differently in `missing`; None (no such reference) looks nothing up
     for value in values:
-        if type(value) is not str:
+        if value is not None and type(value) is not str:
             return None
     return (table, *values)  # type: ignore[arg-type]
 
@@ -127,7 +129,7 @@ def _done(lookup: _Lookup, **rows: object) -> Enrichment:
 
 
 # the ids an enrichment is made from (None: not cached); inventory items are their own row
-_CACHE_KEYS: dict[str, Callable[[Row], tuple[str, ...] | None]] = {
+_CACHE_KEYS: dict[str, Callable[[Row], tuple[str | None, ...] | None]] = {
     "runs": lambda row: _text_ids("runs", row.get("experiment_id"), row.get("instrument_id")),
     "experiments": lambda row: _text_ids("experiments", row.get("tenant_id"), row.get("id")),
     "sensor_readings": lambda row: _text_ids("sensor_readings", row.get("instrument_id")),

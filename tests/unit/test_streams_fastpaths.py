@@ -77,3 +77,21 @@ def test_templates_split_once_fill_as_the_regular_expression_does() -> None:
             mine = ("KeyError", exc.args)
         assert mine == expected, template
     assert lookup_path(DOCUMENT, "payload.peaks.0.a") == 1.5
+
+
+def test_a_cached_enrichment_is_dropped_when_a_reference_row_changes() -> None:
+    from streams_builders import change, run_row
+
+    from streams.enrich import enrich
+    from streams.reference import ReferenceStore
+
+    store = ReferenceStore()
+    record = change("runs", "u", run_row("completed"), run_row("running"))
+    first = enrich(record, store).enrichment
+    assert not first.complete and enrich(record, store).enrichment is first  # cached
+    row = dict(record.envelope.after or {})
+    store.put("experiments", {"id": row["experiment_id"], "tenant_id": "acme", "kind": "hplc"})
+    second = enrich(record, store).enrichment
+    assert second is not first and second.experiment is not None
+    store.put("instruments", {"id": row["instrument_id"], "kind": "hplc", "name": "x"})
+    assert enrich(record, store).enrichment.instrument is not None
