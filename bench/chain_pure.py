@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import pstats
 import statistics
@@ -125,8 +126,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", help="cProfile this stage once instead of timing")
+    parser.add_argument("--gc", choices=("on", "off", "freeze"), default="on",
+                        help="cyclic GC: as is, off, or the workload frozen out of it "
+                        "(gc.freeze) with a gen-0 threshold of 20,000")
     args = parser.parse_args()
     workload = Workload(args.events)
+    if args.gc == "off":
+        gc.disable()
+    elif args.gc == "freeze":  # what a worker can do once its reference data is loaded
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
     runnable = stages(workload)
     if args.profile:
         profiler = cProfile.Profile()
