@@ -38,7 +38,9 @@ from replay.reference import (
     reference_from_topics,
 )
 from replay.selection import PartitionPlan, ScanStats, Selection, plan
-from streams.trigger import parse_rules
+from streams.enrich import enrich
+from streams.route import route_explained
+from streams.trigger import decide, parse_rules
 
 RERUN_STATUSES = ("failed", "timed_out", "launch_failed")
 
@@ -255,10 +257,6 @@ def evaluate(
 ) -> RecordOutcome:
     """One record through enrich -> route -> decide (the worker's pure functions);
     `settings`: the worker's `RouteSettings` (`route_settings()`), read once per run."""
-    from streams.enrich import enrich
-    from streams.route import route_explained
-    from streams.trigger import decide
-
     if record.decode_error:
         return RecordOutcome(record, "undecodable", note=record.decode_error)
     if record.is_tombstone:
