@@ -377,7 +377,8 @@ class FastAvroDeserializer:
         schema = json.loads(self.registry.get_schema(schema_id))
         try:
             return compile_reader(schema, fields=fields)
-        except Unsupported:
+        except (Unsupported, SyntaxError, RecursionError):
+            # SyntaxError: Python's limit of 20 nested blocks (arrays of arrays ...)
             parsed = fastavro.parse_schema(schema)
 
             def with_fastavro(data: bytes, pos: int) -> tuple[Any, int]:

@@ -172,3 +172,17 @@ def test_logical_types_it_does_not_generate_fall_back_to_fastavro() -> None:
     fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), {"at": 1_700_000_000_000})
     data = buffer.getvalue()
     assert FastAvroDeserializer(registry).decode(data) == AvroDeserializer(registry).decode(data)
+
+
+def test_a_schema_nested_deeper_than_python_allows_is_read_by_fastavro() -> None:
+    schema: dict[str, Any] = {"type": "array", "items": "long"}
+    datum: Any = [1, 2]
+    for _ in range(25):  # arrays of arrays: one nested loop each in generated code
+        schema, datum = {"type": "array", "items": schema}, [datum]
+    record = {"type": "record", "name": "Deep", "fields": [{"name": "x", "type": schema}]}
+    registry = MemoryRegistry()
+    schema_id = registry.register("deep-value", json.dumps(record))
+    buffer = io.BytesIO()
+    buffer.write(b"\x00" + schema_id.to_bytes(4, "big"))
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(record), {"x": datum})
+    assert FastAvroDeserializer(registry).decode(buffer.getvalue()) == {"x": datum}
