@@ -355,6 +355,16 @@ class FastAvroDeserializer:
             )
         return int(_HEADER.unpack_from(data)[1])
 
+    def has_reader(self, data: bytes | None, fields: frozenset[str] | None = None) -> bool:
+        """Whether decoding `data` (`decode`, or `decode_fields` with `fields`) needs no
+        registry fetch: its reader is made already, or the bytes are not framed at all."""
+        if data is None or len(data) < 5 or data[0] != 0:
+            return True
+        schema_id = int(_HEADER.unpack_from(data)[1])
+        if fields is None:
+            return schema_id in self._readers
+        return (schema_id, fields) in self._projections
+
     def decode(self, data: bytes | None) -> Any:
         if data is None:
             return None

@@ -49,7 +49,6 @@ ENVELOPE_FIELDS = frozenset({"op", "before", "after", "source", "ts_ms", "transa
 class CdcDecoder:
     def __init__(self, registry: SchemaRegistry) -> None:
         self._deserializer = FastAvroDeserializer(registry)
-        self._known_ids: set[int] = set()
 
     def decode(
         self,
@@ -72,7 +71,6 @@ class CdcDecoder:
                 hint="see the record on the dead-letter topic; was it written by labstream cdc?",
             ) from exc
         primary_key = decoded_key if isinstance(decoded_key, dict) else _key_from_row(envelope)
-        self._remember(key, value)
         return ChangeRecord(envelope, primary_key, coordinates, headers)
 
     async def decode_async(
@@ -82,23 +80,12 @@ class CdcDecoder:
         coordinates: SourceCoordinates,
         headers: Headers = (),
     ) -> ChangeRecord | None:
-        if all(self._schema_id(data) in self._known_ids for data in (key, value) if data):
+        readers = self._deserializer
+        if readers.has_reader(key) and readers.has_reader(value, ENVELOPE_FIELDS):
             return self.decode(key, value, coordinates, headers)
         # first record of a schema: fetching it may block on the registry
         return await asyncio.get_running_loop().run_in_executor(
             None, self.decode, key, value, coordinates, headers)
-
-    def _remember(self, *datas: bytes | None) -> None:
-        for data in datas:
-            schema_id = self._schema_id(data)
-            if schema_id is not None:
-                self._known_ids.add(schema_id)
-
-    @staticmethod
-    def _schema_id(data: bytes | None) -> int | None:
-        if not data or len(data) < 5 or data[0] != 0:
-            return None
-        return int(_HEADER.unpack_from(data)[1])
 
 
 def _key_from_row(envelope: ChangeEnvelope) -> dict[str, Any]:

@@ -186,3 +186,22 @@ def test_a_schema_nested_deeper_than_python_allows_is_read_by_fastavro() -> None
     buffer.write(b"\x00" + schema_id.to_bytes(4, "big"))
     fastavro.schemaless_writer(buffer, fastavro.parse_schema(record), {"x": datum})
     assert FastAvroDeserializer(registry).decode(buffer.getvalue()) == {"x": datum}
+
+
+def test_the_worker_decodes_inline_once_a_schema_is_known() -> None:
+    import asyncio
+
+    from streams.codec import ENVELOPE_FIELDS, CdcDecoder
+    from streams.records import SourceCoordinates
+
+    registry, records = lab_records()
+    topic, key, value = records[0]
+    decoder = CdcDecoder(registry)
+    readers = decoder._deserializer
+    assert not readers.has_reader(value, ENVELOPE_FIELDS) and not readers.has_reader(key)
+    assert readers.has_reader(None) and readers.has_reader(b"{}")  # nothing to fetch
+    first = asyncio.run(decoder.decode_async(key, value, SourceCoordinates(topic, 0, 0)))
+    assert readers.has_reader(value, ENVELOPE_FIELDS) and readers.has_reader(key)
+    assert not readers.has_reader(value)  # the whole-value reader is another one
+    again = decoder.decode(key, value, SourceCoordinates(topic, 0, 0))
+    assert first == again and first is not None and first.table == "tenants"
