@@ -56,6 +56,7 @@ _SINGULAR = {
 
 
 _NOTHING = Enrichment()
+_CACHE_LIMIT = 100_000
 
 
 def enrich(change: ChangeRecord, reference: ReferenceData) -> EnrichedEvent:
@@ -80,6 +81,8 @@ def enrich(change: ChangeRecord, reference: ReferenceData) -> EnrichedEvent:
     enrichment = cache.get(ids)
     if enrichment is None:
         enrichment = builder(row, _Lookup(reference))
+        if len(cache) >= _CACHE_LIMIT:  # bounded between reference changes too
+            cache.clear()
         cache[ids] = enrichment
     return EnrichedEvent(change, enrichment)
 
