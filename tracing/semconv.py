@@ -249,6 +249,30 @@ def batch_send_span(tracer: Tracer, *, topics: Sequence[str]) -> Iterator[Span]:
         yield span
 
 
+@contextmanager
+def run_send_span(tracer: Tracer) -> Iterator[Span]:
+    """A current PRODUCER span for the outputs of a run of records (the batch worker);
+    `finish_send_span` names it once the outputs are known."""
+    attributes = {MESSAGING_SYSTEM: "kafka", MESSAGING_OPERATION_TYPE: "send",
+                  MESSAGING_OPERATION_NAME: "send"}
+    with tracer.start_as_current_span("send", kind=SpanKind.PRODUCER,
+                                      attributes=attributes) as span:
+        yield span
+
+
+def finish_send_span(span: Span, counts: Mapping[str, int]) -> None:
+    """`send <topic>` (or `send` + `lab.topics`) and the record count, as batch_send_span."""
+    if not span.is_recording():
+        return
+    distinct = sorted(counts)
+    if len(distinct) == 1:
+        span.update_name(f"send {distinct[0]}")
+        span.set_attribute(MESSAGING_DESTINATION, distinct[0])
+    elif distinct:
+        span.set_attribute(LAB_TOPICS, distinct)
+    span.set_attribute(MESSAGING_BATCH_COUNT, sum(counts.values()))
+
+
 def creation_link(creation_context: Context) -> Link | None:
     span_context = trace.get_current_span(creation_context).get_span_context()
     return Link(span_context) if span_context.is_valid else None
