@@ -243,14 +243,27 @@ class BatchWorker:
                 next_sweep = time.monotonic() + self.settings.lot_sweep_interval_s
                 await self._sweep_lots()
             started = time.perf_counter()
-            messages = await loop.run_in_executor(self._io, self.consumer.consume,
-                                                  max_batch, 0.2)
+            messages = await loop.run_in_executor(self._io, self._fetch, max_batch)
             self.phase_s["consume"] += time.perf_counter() - started
             raws = self._raw_records(messages)
             if raws:
                 await self._handle(raws)
             elif self.sink.outstanding:
                 self.producer.poll(0)
+
+    def _fetch(self, max_batch: int) -> list[Any]:
+        """What librdkafka has fetched already, up to `max_batch`; else wait for the first.
+
+        `consume(n, timeout)` waits until it has n records or the timeout passed: with a
+        trickle of records that is the whole timeout per batch (a lone change waited
+        ~200 ms). A record arriving now is handled now; under load batches fill up."""
+        messages: list[Any] = self.consumer.consume(max_batch, 0)
+        if messages:
+            return messages
+        first = self.consumer.poll(0.2)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(max_batch - 1, 0)] if max_batch > 1 else [first]
 
     def _raw_records(self, messages: list[Any]) -> list[RawRecord]:
         raws = []
