@@ -132,7 +132,7 @@ def in_process(count: int) -> dict[str, float]:
 
 
 def through_kafka(count: int, bootstrap: str, workers: int = 1, engine: str = "kafka",
-                  traced: bool = False) -> dict[str, float]:
+                  rows_per_trace: int = 0) -> dict[str, float]:
     from confluent_kafka import Producer
 
     from connectors.registry import DbSchemaRegistry
@@ -151,10 +151,13 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1, engine: str = "k
     for table, row in REFERENCE:
         _produce(producer, changes.encode(table, "c", row))
     for index in range(count):
-        # traced: every record its own trace (single-row transactions, the worst case for
-        # tracing); else no trace context (one span per batch)
-        headers = ([("traceparent", f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01")]
-                   if traced else None)
+        # rows_per_trace: consecutive records share a traceparent (the rows of one source
+        # transaction; 1 = every record its own trace, the worst case for tracing); 0 = no
+        # trace context (each record a new root trace in the Faust engine, a batch's run
+        # one trace in the batch loop)
+        if rows_per_trace and index % rows_per_trace == 0:
+            traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+        headers = [("traceparent", traceparent)] if rows_per_trace else None
         _produce(producer, changes.encode("runs", "u", _run(index, "completed"),
                                           _run(index, "running")), headers)
         if index % 10_000 == 0:
@@ -197,7 +200,7 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1, engine: str = "k
     arrivals = sorted(broker for broker, _ in stamps)
     seconds = max(arrivals[-1] - arrivals[0], 1) / 1000
     delete_topics(bootstrap, all_topics)
-    return {"engine": engine, "traced": traced, "events": count, "workers": workers,
+    return {"engine": engine, "rows_per_trace": rows_per_trace, "events": count, "workers": workers,
             "seconds": round(seconds, 2),
             "events_per_s": round((count - 1) / seconds), "worker_cpu_s": round(cpu_s, 2),
             "cpu_us_per_event": round(cpu_s * 1e6 / count, 1),
@@ -220,8 +223,8 @@ def main() -> None:
     parser.add_argument("--engines", default="kafka",
                         help="comma-separated worker engines for --kafka, run interleaved "
                              "(kafka: the batch loop; faust)")
-    parser.add_argument("--traced", action="store_true",
-                        help="--kafka: every record its own traceparent (worst case)")
+    parser.add_argument("--rows-per-trace", type=int, default=0,
+                        help="--kafka: consecutive records sharing a traceparent (0: none)")
     parser.add_argument("--skip-in-process", action="store_true")
     args = parser.parse_args()
     from base.settings import service_settings
@@ -231,7 +234,8 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {}
         for _ in range(args.runs):  # engines interleaved: the machine's noise hits both
             for engine in args.engines.split(","):
-                run = through_kafka(args.kafka, bootstrap, args.workers, engine, args.traced)
+                run = through_kafka(args.kafka, bootstrap, args.workers, engine,
+                                    args.rows_per_trace)
                 print(json.dumps({"kafka": run}), flush=True)
                 results.setdefault(engine, []).append(run)
         for engine, engine_runs in results.items():

@@ -66,6 +66,11 @@ class WorkerSettings(BaseSettings):
                     "one Faust agent per topic (streams.app), record by record")
     max_batch: int = Field(default=500, ge=1, le=100_000,
                            description="records consumed and handled per batch (kafka engine)")
+    trace_runs_per_batch: int = Field(
+        default=16, ge=0,
+        description="runs of records sharing a trace context (source transactions) of a "
+                    "batch that get their own CONSUMER + PRODUCER spans; the rest share one "
+                    "batch span linked to each (kafka engine: tracing cost at full load)")
     launch_jobs: bool = Field(default=True,
                               description="hand fired decisions to the job runner (false: "
                                           "decisions only)")

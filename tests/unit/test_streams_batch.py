@@ -185,3 +185,34 @@ def test_a_batch_gets_one_consumer_and_one_producer_span_per_trace_run(spans) ->
     assert [r.trace_id for r in requests] == [TRACE_A, TRACE_A, TRACE_B]
     assert handler.take_requests() == []  # taken once
     assert handler.processed == 4 and handler.dead_lettered == 1
+
+
+def test_runs_beyond_the_span_budget_share_one_batch_span_linked_to_each(spans) -> None:
+    sink = ListSink()
+    handler, changes = _handler(sink)
+    handler.settings = handler.settings.model_copy(update={"trace_runs_per_batch": 1})
+    trace_c = "2af7651916cd43dd8448eb211c80319e"
+    raws = [_run_record(changes, 1, _tp(TRACE_A), 20), _run_record(changes, 2, _tp(TRACE_B), 21),
+            _run_record(changes, 3, _tp(TRACE_B), 22), _run_record(changes, 4, _tp(trace_c), 23)]
+    asyncio.run(handler.handle_batch(raws))
+
+    consumers = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CONSUMER]
+    own = [s for s in consumers if "lab.linked_runs" not in s.attributes]
+    [batch] = [s for s in consumers if "lab.linked_runs" in s.attributes]
+    assert [format(s.context.trace_id, "032x") for s in own] == [TRACE_A]  # within budget
+    assert format(batch.context.trace_id, "032x") not in {TRACE_A, TRACE_B, trace_c}
+    assert batch.parent is None  # a trace of its own, linked to each run's context
+    assert [format(link.context.trace_id, "032x") for link in batch.links] == [TRACE_B, trace_c]
+    assert [format(link.context.span_id, "016x") for link in batch.links] == \
+        ["b7ad6b7169203331"] * 2
+    assert batch.attributes["messaging.batch.message_count"] == 3
+    assert batch.attributes["lab.linked_runs"] == 2
+    # the linked runs' outputs and jobs carry their own incoming context: one trace each
+    # from the front end to the job, the batch span shown beside it as a linking span
+    routed = [dict(headers)["traceparent"].decode() for topic, _, _, headers in sink.records
+              if topic == "lab.routed.hplc.completed"]
+    assert routed[1:] == [_tp(TRACE_B)[0][1].decode()] * 2 + [_tp(trace_c)[0][1].decode()]
+    requests = handler.take_requests()
+    assert [r.trace_id for r in requests] == [TRACE_A, TRACE_B, TRACE_B, trace_c]
+    assert [r.traceparent for r in requests[1:]] == \
+        [_tp(t)[0][1].decode() for t in (TRACE_B, TRACE_B, trace_c)]
