@@ -124,7 +124,12 @@ class _CompiledRouted:
         self._cache: dict[tuple[Any, ...], tuple[bytes, tuple[Any, ...]]] = {}
 
     def write(self, buf: bytearray, event: RoutedEvent) -> None:
-        self._head(buf, schemas.routed_head(event))
+        start = len(buf)
+        try:  # the payload as routing built it: Avro-ready types in every kind today
+            self._head(buf, schemas.routed_head(event, plain_payload=False))
+        except (TypeError, AttributeError, ValueError, OverflowError, struct.error):
+            del buf[start:]  # e.g. a Decimal where a double goes: the JSON-friendly copy
+            self._head(buf, schemas.routed_head(event))
         enrichment = event.enrichment
         rows = (enrichment.tenant, enrichment.experiment, enrichment.instrument,
                 enrichment.inventory, *enrichment.samples)

@@ -175,15 +175,16 @@ def routed_record(event: RoutedEvent) -> dict[str, Any]:
     return {**routed_head(event), "enrichment": enrichment_record(event.enrichment)}
 
 
-def routed_head(event: RoutedEvent) -> dict[str, Any]:
-    """Every field of the datum but the last one, `enrichment`."""
+def routed_head(event: RoutedEvent, *, plain_payload: bool = True) -> dict[str, Any]:
+    """Every field of the datum but the last one, `enrichment` (`plain_payload=False`:
+    the payload as it is, for a writer that refuses what is not Avro-ready)."""
     return {
         "kind": event.kind,
         "event_id": event.event_id,
         "occurred_at_ms": event.occurred_at_ms,
         "tenant_id": event.tenant_id,
         "experiment_id": event.experiment_id,
-        "payload": plain(event.payload),
+        "payload": plain(event.payload) if plain_payload else event.payload,
         "origin": event.origin(),
     }
 

@@ -89,7 +89,7 @@ def test_trace_runs_split_on_trace_context_and_topic_keeping_order() -> None:
             RawRecord("t", 0, 2, None, b"", _tp(TRACE_A)),
             RawRecord("t", 0, 3, None, b"", _tp(TRACE_B)),
             RawRecord("u", 0, 4, None, b"", _tp(TRACE_B)),
-            RawRecord("u", 1, 5, None, b"", _tp(TRACE_B) + (("other", b"x"),)),
+            RawRecord("u", 1, 5, None, b"", (*_tp(TRACE_B), ("other", b"x"))),
             RawRecord("u", 1, 6, None, b"", ())]
     runs = trace_runs(raws)
     assert [[raw.offset for raw in run] for run in runs] == [[1, 2], [3], [4, 5], [6]]
@@ -216,3 +216,15 @@ def test_runs_beyond_the_span_budget_share_one_batch_span_linked_to_each(spans) 
     assert [r.trace_id for r in requests] == [TRACE_A, TRACE_B, TRACE_B, trace_c]
     assert [r.traceparent for r in requests[1:]] == \
         [_tp(t)[0][1].decode() for t in (TRACE_B, TRACE_B, trace_c)]
+
+
+def test_a_payload_value_that_is_not_avro_ready_falls_back_to_the_plain_copy() -> None:
+    from dataclasses import replace
+    from decimal import Decimal
+
+    serializer = _serializer()
+    record = change("runs", "u", run_row("completed", result=PEAKS), run_row("running"))
+    [event] = route(enrich(record, full_reference()))
+    peaks = [dict(peak, area=Decimal("100.5")) for peak in event.payload["peaks"]]
+    odd = replace(event, payload={**event.payload, "peaks": peaks})
+    assert serializer.value(odd) == serializer.value_fastavro(odd) == serializer.value(event)
