@@ -131,7 +131,8 @@ def in_process(count: int) -> dict[str, float]:
             "handler_events_per_s": round(count / handler_s)}
 
 
-def through_kafka(count: int, bootstrap: str, workers: int = 1) -> dict[str, float]:
+def through_kafka(count: int, bootstrap: str, workers: int = 1, engine: str = "kafka",
+                  rows_per_trace: int = 0) -> dict[str, float]:
     from confluent_kafka import Producer
 
     from connectors.registry import DbSchemaRegistry
@@ -150,8 +151,15 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1) -> dict[str, flo
     for table, row in REFERENCE:
         _produce(producer, changes.encode(table, "c", row))
     for index in range(count):
+        # rows_per_trace: consecutive records share a traceparent (the rows of one source
+        # transaction; 1 = every record its own trace, the worst case for tracing); 0 = no
+        # trace context (each record a new root trace in the Faust engine, a batch's run
+        # one trace in the batch loop)
+        if rows_per_trace and index % rows_per_trace == 0:
+            traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+        headers = [("traceparent", traceparent)] if rows_per_trace else None
         _produce(producer, changes.encode("runs", "u", _run(index, "completed"),
-                                          _run(index, "running")))
+                                          _run(index, "running")), headers)
         if index % 10_000 == 0:
             producer.flush()
     producer.flush()
@@ -159,18 +167,28 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1) -> dict[str, flo
            "LABSTREAM_WORKER_CDC_PREFIX": name,
            "LABSTREAM_WORKER_ROUTED_PREFIX": settings.routed_prefix,
            "LABSTREAM_WORKER_DECISIONS_TOPIC": settings.decisions_topic,
-           "LABSTREAM_WORKER_LOG_LEVEL": "WARNING",
+           "LABSTREAM_WORKER_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
+           "LABSTREAM_WORKER_ENGINE": engine,
            "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}"}
     # several workers: one consumer group sharing the 4-partition CDC topics
-    procs = [subprocess.Popen([sys.executable, "-m", "labstream.cli", "worker", "--no-jobs"],
+    command = [sys.executable, "-m", "labstream.cli", "worker", "--no-jobs"]
+    profile = os.environ.get("BENCH_PYSPY_OUT")  # collapsed stacks of the worker (py-spy)
+    if profile:
+        command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                   "--threads", "--native", "-r", "250", "-o", profile, "--", *command]
+    procs = [subprocess.Popen(command,
                               env={**env, "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}-{i}"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL,
+                              stderr=open(f"/tmp/{name}-{i}.log", "w"))  # noqa: SIM115
              for i in range(workers)]
     probes = [ProcessProbe(proc.pid) for proc in procs]
     try:
-        wait_for_offset(bootstrap, settings.decisions_topic, count, timeout_s=1800,
-                        alive=lambda: all(proc.poll() is None for proc in procs))
-        cpu_s = sum(probe.cpu_seconds() for probe in probes)
+        alive = lambda: all(proc.poll() is None for proc in procs)  # noqa: E731
+        # CPU from the first decision on: what handling costs, without the start-up
+        wait_for_offset(bootstrap, settings.decisions_topic, 1, timeout_s=300, alive=alive)
+        cpu_start = sum(probe.cpu_seconds() for probe in probes)
+        wait_for_offset(bootstrap, settings.decisions_topic, count, timeout_s=1800, alive=alive)
+        cpu_s = sum(probe.cpu_seconds() for probe in probes) - cpu_start
         rss_mb = max(probe.peak_rss_mb() for probe in probes)
     finally:
         for proc in procs:
@@ -182,14 +200,17 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1) -> dict[str, flo
     arrivals = sorted(broker for broker, _ in stamps)
     seconds = max(arrivals[-1] - arrivals[0], 1) / 1000
     delete_topics(bootstrap, all_topics)
-    return {"events": count, "workers": workers, "seconds": round(seconds, 2),
-            "events_per_s": round((count - 1) / seconds), "worker_cpu_s": round(cpu_s, 1),
+    return {"engine": engine, "rows_per_trace": rows_per_trace, "events": count, "workers": workers,
+            "seconds": round(seconds, 2),
+            "events_per_s": round((count - 1) / seconds), "worker_cpu_s": round(cpu_s, 2),
+            "cpu_us_per_event": round(cpu_s * 1e6 / count, 1),
             "worker_peak_rss_mb": round(rss_mb)}
 
 
-def _produce(producer: object, encoded: tuple[str, bytes | None, bytes | None]) -> None:
+def _produce(producer: object, encoded: tuple[str, bytes | None, bytes | None],
+             headers: list[tuple[str, str]] | None = None) -> None:
     topic, key, value = encoded
-    producer.produce(topic, key=key, value=value)  # type: ignore[attr-defined]
+    producer.produce(topic, key=key, value=value, headers=headers)  # type: ignore[attr-defined]
 
 
 def main() -> None:
@@ -199,19 +220,36 @@ def main() -> None:
     parser.add_argument("--kafka", type=int, default=0, help="events through a real worker")
     parser.add_argument("--workers", type=int, default=1,
                         help="workers in one group for --kafka (4-partition topics)")
+    parser.add_argument("--engines", default="kafka",
+                        help="comma-separated worker engines for --kafka, run interleaved "
+                             "(kafka: the batch loop; faust)")
+    parser.add_argument("--rows-per-trace", type=int, default=0,
+                        help="--kafka: consecutive records sharing a traceparent (0: none)")
+    parser.add_argument("--skip-in-process", action="store_true")
     args = parser.parse_args()
     from base.settings import service_settings
 
+    if args.kafka:
+        bootstrap = service_settings().kafka_bootstrap_servers
+        results: dict[str, list[dict[str, float]]] = {}
+        for _ in range(args.runs):  # engines interleaved: the machine's noise hits both
+            for engine in args.engines.split(","):
+                run = through_kafka(args.kafka, bootstrap, args.workers, engine,
+                                    args.rows_per_trace)
+                print(json.dumps({"kafka": run}), flush=True)
+                results.setdefault(engine, []).append(run)
+        for engine, engine_runs in results.items():
+            print(json.dumps({"kafka_median": {"engine": engine, **{
+                key: median(run[key] for run in engine_runs)
+                for key in ("events_per_s", "cpu_us_per_event", "worker_peak_rss_mb")}}}))
+    if args.skip_in_process:
+        return
     runs = [in_process(args.events) for _ in range(args.runs)]
     for run in runs:
         print(json.dumps({"in_process": run}))
     print(json.dumps({"in_process_median": {
         key: median(run[key] for run in runs)
         for key in ("pure_events_per_s", "handler_events_per_s")}}))
-    if args.kafka:
-        print(json.dumps({"kafka_one_worker" if args.workers == 1 else "kafka_workers":
-                          through_kafka(args.kafka, service_settings().kafka_bootstrap_servers,
-                                        args.workers)}))
 
 
 if __name__ == "__main__":

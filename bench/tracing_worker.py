@@ -32,8 +32,9 @@ MODES = {
 }
 
 
-def build(records: int) -> tuple[Any, list[Any]]:
-    """A RecordHandler on an in-memory sink and `records` traced raw records."""
+def build(records: int, rows_per_trace: int = 1) -> tuple[Any, list[Any]]:
+    """A RecordHandler on an in-memory sink and `records` traced raw records, each run of
+    `rows_per_trace` consecutive records sharing one traceparent (one source transaction)."""
     from bench.streams_throughput import REFERENCE, _run
     from streams.agents import RawRecord, RecordHandler
     from streams.codec import CdcDecoder, RoutedSerializer
@@ -63,15 +64,17 @@ def build(records: int) -> tuple[Any, list[Any]]:
     serializer.register_all()
     handler = RecordHandler(settings=settings, topics=topics, store=store, decoder=decoder,
                             routed_serializer=serializer, sink=CountingSink(), runner=None)
-    raws = [RawRecord(topic, 0, i, key, value, (("traceparent", (
-        f"00-{os.urandom(16).hex()}-b7ad6b7169203331-01").encode()),))
-        for i, (topic, key, value) in enumerate(
-            changes.encode("runs", "u", _run(i, "completed"), _run(i, "running"))
-            for i in range(records))]
+    parents = [f"00-{os.urandom(16).hex()}-b7ad6b7169203331-01".encode()
+               for _ in range(records // rows_per_trace + 1)]
+    raws = [RawRecord(topic, 0, i, key, value, (("traceparent", parents[i // rows_per_trace]),))
+            for i, (topic, key, value) in enumerate(
+                changes.encode("runs", "u", _run(i, "completed"), _run(i, "running"))
+                for i in range(records))]
     return handler, raws
 
 
-def interleaved(records: int, rounds: int) -> None:
+def interleaved(records: int, rounds: int, rows_per_trace: int = 1,
+                engine: str = "kafka") -> None:
     """One process, one handler; its tracer switched between the modes batch by batch
     (`on`: SDK tracer + BatchSpanProcessor -> span store, flushed inside the timed part;
     `on-noexport`: SDK tracer, no processor; `off`: the no-op tracer), so the machine's
@@ -87,10 +90,13 @@ def interleaved(records: int, rounds: int) -> None:
                "on-noexport": TracerProvider(resource=build_resource("labstream-worker"))
                .get_tracer("streams.agents"),
                "off": trace.NoOpTracer()}
-    handler, raws = build(records * (rounds * len(tracers) + 1))
+    handler, raws = build(records * (rounds * len(tracers) + 1), rows_per_trace)
 
     async def drive(batch: list[Any]) -> None:
-        for raw in batch:
+        if engine == "kafka":  # the batch loop: the whole batch at once, a span per run
+            await handler.handle_batch(batch)
+            return
+        for raw in batch:  # the Faust agent: record by record, two spans each
             await handler.handle(raw)
 
     handler.tracer = tracers["on"]
@@ -119,7 +125,8 @@ def interleaved(records: int, rounds: int) -> None:
     result = {mode: {"us_cpu_per_record": round(1e6 * cpu[mode] / total, 1),
                      "records_per_s": round(total / wall[mode])} for mode in tracers}
     off = cpu["off"]
-    print(json.dumps({"records_per_mode": total, "rounds": rounds, **result,
+    print(json.dumps({"engine": engine, "rows_per_trace": rows_per_trace,
+                      "records_per_mode": total, "rounds": rounds, **result,
                       "cpu_cost_vs_off_pct": {mode: round(100 * (cpu[mode] / off - 1), 1)
                                               for mode in ("on", "on-noexport")},
                       "spans_dropped": int(dropped)}), flush=True)
@@ -137,10 +144,11 @@ def delete_own_spans() -> None:
                      "AND resource->>'process.pid' = %s", (str(os.getpid()),))
 
 
-def through_kafka(records: int, runs: int) -> None:
-    """The real worker process (Faust, aiokafka, the broker) drains `records` CDC records
-    that carry no trace context (each becomes a root CONSUMER span + a PRODUCER span:
-    every record traced); `on` exports to the span store, `off` disables tracing."""
+def through_kafka(records: int, runs: int, rows_per_trace: int = 1,
+                  engine: str = "kafka") -> None:
+    """The real worker process drains `records` CDC records, each run of `rows_per_trace`
+    sharing one traceparent (every transaction traced); `on` exports to the span store,
+    `off` disables tracing."""
     from base.settings import service_settings
     from bench.streams_throughput import through_kafka as drain
 
@@ -151,7 +159,8 @@ def through_kafka(records: int, runs: int) -> None:
             saved = {name: os.environ.get(name) for name in MODES[mode]}
             os.environ.update(MODES[mode])
             try:
-                result = {"tracing": mode, **drain(records, bootstrap)}
+                result = {"tracing": mode, **drain(records, bootstrap, engine=engine,
+                                                   rows_per_trace=rows_per_trace)}
             finally:
                 for name, value in saved.items():
                     if value is None:
@@ -176,11 +185,15 @@ def main() -> None:
                         help="instead: N records through a real `labstream worker --no-jobs` "
                              "(bench/streams_throughput.py's method), tracing on vs off")
     parser.add_argument("--runs", type=int, default=3, help="--kafka runs per mode")
+    parser.add_argument("--rows-per-trace", type=int, default=1,
+                        help="consecutive records sharing a traceparent (rows of one source "
+                             "transaction); 1 = every record its own trace, the worst case")
+    parser.add_argument("--engine", default="kafka", choices=("kafka", "faust"))
     args = parser.parse_args()
     if args.kafka:
-        through_kafka(args.kafka, args.runs)
+        through_kafka(args.kafka, args.runs, args.rows_per_trace, args.engine)
         return
-    interleaved(args.records, args.rounds)
+    interleaved(args.records, args.rounds, args.rows_per_trace, args.engine)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,16 @@ class WorkerApp:
     resources: WorkerResources
     topics: WorkerTopics
 
+    # what metrics and health read (streams.metrics), as on the batch worker
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop: asyncio.AbstractEventLoop = self.app.loop
+        return loop
+
+    def assignment(self) -> set[Any]:
+        consumer = getattr(self.app, "consumer", None)
+        return set(consumer.assignment()) if consumer is not None else set()
+
 
 def create_worker_app(settings: WorkerSettings, *, runner: Any | None = None) -> WorkerApp:
     """The app, its handler and the services to start with it (topics must exist)."""

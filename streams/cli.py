@@ -31,7 +31,8 @@ def worker(concurrency: int, no_jobs: bool) -> None:
     Settings (environment): LABSTREAM_WORKER_APP_ID (consumer group, default
     labstream-worker), LABSTREAM_WORKER_CDC_PREFIX (lab), LABSTREAM_WORKER_ROUTED_PREFIX
     (lab.routed), LABSTREAM_WORKER_DECISIONS_TOPIC (lab.decisions),
-    LABSTREAM_WORKER_PARTITIONS (4, for topics it creates), LABSTREAM_WORKER_ENRICHMENT_WAIT_S
+    LABSTREAM_WORKER_PARTITIONS (4, for topics it creates), LABSTREAM_WORKER_ENGINE (kafka:
+    the batch loop; faust), LABSTREAM_WORKER_MAX_BATCH (500), LABSTREAM_WORKER_ENRICHMENT_WAIT_S
     (5), LABSTREAM_WORKER_LAUNCH_JOBS (true), LABSTREAM_KAFKA_BOOTSTRAP_SERVERS,
     LABSTREAM_DATABASE_URL, SCHEMA_REGISTRY_URL.
     """
@@ -44,7 +45,7 @@ def worker(concurrency: int, no_jobs: bool) -> None:
 
 
 def run_worker(settings: WorkerSettings) -> None:
-    """Create topics, then run one Faust worker until SIGTERM/SIGINT."""
+    """Create topics, then run one worker (the batch loop, or Faust) until SIGTERM/SIGINT."""
     from faust.worker import Worker
 
     from streams.app import create_worker_app
@@ -60,6 +61,13 @@ def run_worker(settings: WorkerSettings) -> None:
         from streams.jobs import JobRunner
 
         runner = JobRunner()
+    if settings.engine == "kafka":
+        from streams import metrics  # /metrics, /healthz, /readyz (LABSTREAM_METRICS_PORT)
+        from streams.batchworker import BatchWorker
+
+        batch_worker = BatchWorker(settings, runner=runner)
+        metrics.start(batch_worker, settings)
+        sys.exit(batch_worker.run())
     try:
         built = create_worker_app(settings, runner=runner)
     except LabstreamError:

@@ -18,6 +18,7 @@ event id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import struct
@@ -26,6 +27,7 @@ from typing import Any
 
 import fastavro
 
+from connectors.avrowriter import UnsupportedSchema
 from connectors.registry.base import SchemaRegistry
 from connectors.serde import AvroDeserializer
 from streams import schemas
@@ -93,6 +95,47 @@ def _key_from_row(envelope: ChangeEnvelope) -> dict[str, Any]:
     return {"id": row["id"]} if "id" in row else {}
 
 
+class _CompiledRouted:
+    """One kind's routed record as the connector's schema-compiled writer writes it
+    (`connectors.avrowriter`: byte for byte fastavro's output, 2x faster), in two parts:
+    the fields before `enrichment`, then `enrichment` (the last field). An Avro record is
+    the concatenation of its fields, and the enrichment block of consecutive events is
+    mostly the same reference rows, so its bytes are kept per (rows, by identity): the
+    reference store replaces a row on change, never edits one in place."""
+
+    MAX_CACHED = 4096
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        from connectors.avrowriter import compile_writer
+
+        fields = schema["fields"]
+        if fields[-1]["name"] != "enrichment":
+            raise ValueError("the routed schema's last field must be enrichment")
+        self._head = compile_writer({**schema, "fields": fields[:-1]})
+        self._enrichment = compile_writer(fields[-1]["type"])
+        self._cache: dict[tuple[Any, ...], tuple[bytes, tuple[Any, ...]]] = {}
+
+    def write(self, buf: bytearray, event: RoutedEvent) -> None:
+        start = len(buf)
+        try:  # the payload as routing built it: Avro-ready types in every kind today
+            self._head(buf, schemas.routed_head(event, plain_payload=False))
+        except (TypeError, AttributeError, ValueError, OverflowError, struct.error):
+            del buf[start:]  # e.g. a Decimal where a double goes: the JSON-friendly copy
+            self._head(buf, schemas.routed_head(event))
+        enrichment = event.enrichment
+        rows = (enrichment.tenant, enrichment.experiment, enrichment.instrument,
+                enrichment.inventory, *enrichment.samples)
+        key = (enrichment.complete, tuple(enrichment.missing), *map(id, rows))
+        cached = self._cache.get(key)
+        if cached is None:
+            block = bytearray()
+            self._enrichment(block, schemas.enrichment_record(enrichment))
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            cached = self._cache[key] = (bytes(block), rows)  # rows: ids stay unique
+        buf += cached[0]
+
+
 class RoutedSerializer:
     """Routed events -> Confluent-framed Avro, schemas registered at start."""
 
@@ -100,6 +143,7 @@ class RoutedSerializer:
         self._registry = registry
         self._topic_of_kind = topic_of_kind
         self._writers: dict[str, tuple[bytes, Any]] = {}
+        self._compiled: dict[str, _CompiledRouted] = {}
 
     def register_all(self) -> dict[str, int]:
         """Register every routed schema (blocking; call before the worker starts)."""
@@ -108,10 +152,22 @@ class RoutedSerializer:
             schema = schemas.routed_schema(kind)
             schema_id = self._registry.register(f"{topic}-value", json.dumps(schema))
             self._writers[kind] = (_HEADER.pack(0, schema_id), fastavro.parse_schema(schema))
+            with contextlib.suppress(UnsupportedSchema):  # else fastavro writes it
+                self._compiled[kind] = _CompiledRouted(schema)
             ids[kind] = schema_id
         return ids
 
     def value(self, event: RoutedEvent) -> bytes:
+        header = self._writers[event.kind][0]
+        compiled = self._compiled.get(event.kind)
+        if compiled is not None:
+            buf = bytearray(header)
+            compiled.write(buf, event)
+            return bytes(buf)
+        return self.value_fastavro(event)
+
+    def value_fastavro(self, event: RoutedEvent) -> bytes:
+        """The same bytes through fastavro (the reference the compiled writer is tested on)."""
         header, parsed = self._writers[event.kind]
         buffer = io.BytesIO()
         buffer.write(header)

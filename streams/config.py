@@ -8,6 +8,7 @@ deployments) can run isolated workers on one cluster.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,17 @@ class WorkerSettings(BaseSettings):
         default=900_000, ge=1024,
         description="largest record (key + value + headers) the worker produces; a larger "
                     "output goes to the DLQ as a reference (Kafka refuses > ~1 MB by default)")
+    engine: Literal["kafka", "faust"] = Field(
+        default="kafka",
+        description="kafka: the batch loop on confluent-kafka (streams.batchworker); faust: "
+                    "one Faust agent per topic (streams.app), record by record")
+    max_batch: int = Field(default=500, ge=1, le=100_000,
+                           description="records consumed and handled per batch (kafka engine)")
+    trace_runs_per_batch: int = Field(
+        default=16, ge=0,
+        description="runs of records sharing a trace context (source transactions) of a "
+                    "batch that get their own CONSUMER + PRODUCER spans; the rest share one "
+                    "batch span linked to each (kafka engine: tracing cost at full load)")
     launch_jobs: bool = Field(default=True,
                               description="hand fired decisions to the job runner (false: "
                                           "decisions only)")

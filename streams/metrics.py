@@ -105,8 +105,8 @@ class WorkerMetrics:
 
     def loop_turns(self) -> str | None:
         """The event loop runs callbacks: a blocked loop processes nothing."""
-        loop = self.built.app.loop
-        if not loop.is_running():
+        loop = self.built.loop
+        if loop is None or not loop.is_running():
             return "the event loop is not running"
         done = threading.Event()
         loop.call_soon_threadsafe(done.set)
@@ -122,8 +122,7 @@ class WorkerMetrics:
         return None
 
     def assigned(self) -> str | None:
-        consumer = getattr(self.built.app, "consumer", None)
-        assignment = consumer.assignment() if consumer is not None else set()
+        assignment = self.built.assignment()
         return None if assignment else "no partitions assigned to this worker (yet)"
 
     def reference_loaded(self) -> str | None:

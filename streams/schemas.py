@@ -158,7 +158,7 @@ def _ref(name: str, row: Row | None) -> dict[str, Any] | None:
             for column in _REF_FIELDS[name]}
 
 
-def _enrichment_record(enrichment: Enrichment) -> dict[str, Any]:
+def enrichment_record(enrichment: Enrichment) -> dict[str, Any]:
     return {
         "complete": enrichment.complete,
         "missing": list(enrichment.missing),
@@ -172,15 +172,20 @@ def _enrichment_record(enrichment: Enrichment) -> dict[str, Any]:
 
 def routed_record(event: RoutedEvent) -> dict[str, Any]:
     """The Avro datum for `event` (matches `routed_schema(event.kind)`)."""
+    return {**routed_head(event), "enrichment": enrichment_record(event.enrichment)}
+
+
+def routed_head(event: RoutedEvent, *, plain_payload: bool = True) -> dict[str, Any]:
+    """Every field of the datum but the last one, `enrichment` (`plain_payload=False`:
+    the payload as it is, for a writer that refuses what is not Avro-ready)."""
     return {
         "kind": event.kind,
         "event_id": event.event_id,
         "occurred_at_ms": event.occurred_at_ms,
         "tenant_id": event.tenant_id,
         "experiment_id": event.experiment_id,
-        "payload": plain(event.payload),
+        "payload": plain(event.payload) if plain_payload else event.payload,
         "origin": event.origin(),
-        "enrichment": _enrichment_record(event.enrichment),
     }
 
 

@@ -50,6 +50,7 @@ LAB_REPLAY_ID = "lab.replay.id"
 BEELINE_TRACE_ID = "beeline.trace_id"
 LAB_OFFSET_LAST = "lab.kafka.offset.last"  # a batch span's last offset in one partition
 LAB_TOPICS = "lab.topics"
+LAB_LINKED_RUNS = "lab.linked_runs"  # a batch span's linked trace runs (one link each)
 LAB_TABLES = "lab.tables"
 
 # old name -> current name (spans stored before the rename still show in `labstream trace`)
@@ -247,6 +248,30 @@ def batch_send_span(tracer: Tracer, *, topics: Sequence[str]) -> Iterator[Span]:
         attributes[LAB_TOPICS] = distinct
     with tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes) as span:
         yield span
+
+
+@contextmanager
+def run_send_span(tracer: Tracer) -> Iterator[Span]:
+    """A current PRODUCER span for the outputs of a run of records (the batch worker);
+    `finish_send_span` names it once the outputs are known."""
+    attributes = {MESSAGING_SYSTEM: "kafka", MESSAGING_OPERATION_TYPE: "send",
+                  MESSAGING_OPERATION_NAME: "send"}
+    with tracer.start_as_current_span("send", kind=SpanKind.PRODUCER,
+                                      attributes=attributes) as span:
+        yield span
+
+
+def finish_send_span(span: Span, counts: Mapping[str, int]) -> None:
+    """`send <topic>` (or `send` + `lab.topics`) and the record count, as batch_send_span."""
+    if not span.is_recording():
+        return
+    distinct = sorted(counts)
+    if len(distinct) == 1:
+        span.update_name(f"send {distinct[0]}")
+        span.set_attribute(MESSAGING_DESTINATION, distinct[0])
+    elif distinct:
+        span.set_attribute(LAB_TOPICS, distinct)
+    span.set_attribute(MESSAGING_BATCH_COUNT, sum(counts.values()))
 
 
 def creation_link(creation_context: Context) -> Link | None:

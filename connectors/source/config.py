@@ -94,10 +94,11 @@ class CdcSettings(BaseSettings):
         "JsonConverter with schemas.",
     )
     topic_partitions: int = Field(
-        default=1,
+        default=4,
         ge=1,
         description="Partitions of the topics the connector creates (key = primary key, "
-        "so per-row order holds with any count).",
+        "so per-row order holds with any count; several workers share a topic's "
+        "partitions, at most one worker per partition).",
     )
     topic_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor of the topics it creates."

@@ -80,3 +80,16 @@ class JobLauncher(Protocol):
         at all (the local backend's PATH, HOME, LANG).
         """
         ...
+
+
+@runtime_checkable
+class AbandonedStopper(Protocol):
+    """A container backend that can stop an attempt whose runner is gone.
+
+    `stop_abandoned(backend_ref)` is called (blocking, inside the take-over's
+    transaction, so the next attempt is queued only after it) with the `backend_ref`
+    the dead runner recorded; True if something was stopped, False if it was gone.
+    """
+
+    def stop_abandoned(self, backend_ref: str) -> bool: ...
+

@@ -40,7 +40,7 @@ from base.logs import kv
 from streams.jobs import processes, store
 from streams.jobs.exceptions import InvalidJobRequest, JobsError
 from streams.jobs.execute import AttemptContext, run_attempt
-from streams.jobs.launcher import JobLauncher
+from streams.jobs.launcher import AbandonedStopper, JobLauncher
 from streams.jobs.model import JobOutcome, JobRequest, JobStatus, SubmitResult
 from streams.jobs.owner import OwnerSession
 from streams.jobs.registry import build_launcher
@@ -256,6 +256,24 @@ class JobRunner:
         if killed:
             kv(log, "warning", "killed the processes of an abandoned attempt",
                job_id=stranded.job_id, attempt=stranded.attempt, pids=killed)
+        if stranded.backend not in (None, "local") and stranded.backend_ref:
+            self._stop_container(stranded)
+
+    def _stop_container(self, stranded: store.Stranded) -> None:
+        """Stop the container/Job/task of an abandoned attempt before the next is queued.
+
+        A failure here aborts the take-over (the transaction rolls back; the next tick tries
+        again): queuing the next attempt beside a still-running one would run it twice."""
+        assert stranded.backend is not None and stranded.backend_ref is not None
+        launcher = self._launcher(stranded.backend)
+        if not isinstance(launcher, AbandonedStopper):
+            kv(log, "warning", "the backend cannot stop an abandoned attempt",
+               backend=stranded.backend, job_id=stranded.job_id)
+            return
+        stopped = launcher.stop_abandoned(stranded.backend_ref)
+        kv(log, "warning", "stopped the container of an abandoned attempt" if stopped
+           else "the abandoned attempt's container was gone already", job_id=stranded.job_id,
+           attempt=stranded.attempt, backend=stranded.backend, ref=stranded.backend_ref)
 
     # -- one attempt ------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ RETURNING *
 """
 
 STALE = """
-SELECT id, attempt, lease_owner, process_host, process_pid, process_start
+SELECT id, attempt, lease_owner, process_host, process_pid, process_start, backend, backend_ref
   FROM public.jobs
  WHERE status = 'started' AND lease_owner IS DISTINCT FROM %(me)s
    AND (lease_expires_at IS NULL OR lease_expires_at < now()
@@ -129,6 +129,8 @@ class Stranded:
     process_host: str | None
     process_pid: int | None
     process_start: int | None
+    backend: str | None = None  # a container backend: its container/Job/task is stopped
+    backend_ref: str | None = None
 
 
 def _params(request: JobRequest, job_id: str) -> dict[str, object]:
@@ -342,7 +344,8 @@ async def take_over(
                                          "only": list(only) if only is not None else None})
             rows = await cursor.fetchall()
         stranded = [Stranded(row["id"], row["attempt"], row["lease_owner"], row["process_host"],
-                             row["process_pid"], row["process_start"]) for row in rows]
+                             row["process_pid"], row["process_start"], row["backend"],
+                             row["backend_ref"]) for row in rows]
         for item in stranded:
             reap(item)
         if stranded:

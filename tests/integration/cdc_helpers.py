@@ -30,6 +30,9 @@ def cdc_settings(name: str, **overrides: Any) -> CdcSettings:
     values: dict[str, Any] = dict(
         name=name, slot_name=name, publication=name, topic_prefix=name,
         table_include_list=rf"public\.{name}.*", heartbeat_interval_ms=1000,
+        # one partition: these tests check the order of changes across rows (`read_topic`
+        # reads partition 0); the default (4) keeps only each row's order
+        topic_partitions=1,
     )
     values.update(overrides)
     return CdcSettings(**values)
@@ -100,6 +103,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return result
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def all_partitions(consumer: Consumer, topic: str, start: int = 0) -> list[TopicPartition]:
+    """Every partition of `topic` (as the cluster knows it now), from offset `start`."""
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    return [TopicPartition(topic, number, start) for number in sorted(metadata.partitions)]
 
 
 def read_topic(bootstrap: str, topic: str, *, minimum: int = 0, timeout: float = 30.0,

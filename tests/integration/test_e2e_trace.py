@@ -20,8 +20,9 @@ from typing import Any
 import psycopg
 import pytest
 from api_helpers import bearer, make_token
+from cdc_helpers import all_partitions
 from click.testing import CliRunner
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from explain_helpers import (
     CHAIN_ATTRIBUTE,
     Chain,
@@ -78,14 +79,19 @@ def kafka_headers(bootstrap: str, topic: str, key_part: str) -> list[dict[str, b
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "check.crcs": False})
     try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        consumer.assign([TopicPartition(topic, 0, 0)])
+        partitions = all_partitions(consumer, topic)  # CDC topics: several by default
+        pending = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1]
+                   for tp in partitions}
+        pending = {partition: high for partition, high in pending.items() if high > 0}
+        consumer.assign(partitions)
         found: list[dict[str, bytes]] = []
-        position = 0
         deadline = time.monotonic() + 30
-        while position < high and time.monotonic() < deadline:
+        while pending and time.monotonic() < deadline:
             for message in consumer.consume(1000, 1.0):
-                position = (message.offset() or 0) + 1
+                if message.error() is not None:
+                    continue
+                if message.offset() + 1 >= pending.get(message.partition(), 0):
+                    pending.pop(message.partition(), None)
                 key = message.key() or b""
                 if key_part.encode() in key:
                     headers = dict(message.headers() or [])  # CDC headers: str -> bytes

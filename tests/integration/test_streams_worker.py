@@ -14,9 +14,12 @@ from streams.deadletter import ERROR_HEADER, OFFSET_HEADER, TOPIC_HEADER
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def harness(unique_name: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerHarness]:
-    built = WorkerHarness(unique_name.replace("_", "-"), kafka_bootstrap, tmp_path)
+@pytest.fixture(params=["kafka", "faust"])
+def harness(request: pytest.FixtureRequest, unique_name: str, kafka_bootstrap: str,
+            tmp_path: Path) -> Iterator[WorkerHarness]:
+    """Each behaviour on both engines: the batch loop (default) and the Faust agents."""
+    built = WorkerHarness(f"{unique_name.replace('_', '-')}-{request.param}", kafka_bootstrap,
+                          tmp_path, extra_env={"LABSTREAM_WORKER_ENGINE": request.param})
     yield built
     built.stop_all()
 

@@ -220,3 +220,11 @@ def test_auto_remove_setting_reaches_the_host_config(engine):
     launcher = DockerLauncher(engine.client, DockerSettings(auto_remove=True))
     asyncio.run(launcher.start(make_request(), job_id="job-abc", workdir=NO_WORKDIR, env=ENV))
     assert engine.find("POST", "/containers/create")["body"]["HostConfig"]["AutoRemove"] is True
+
+
+def test_an_abandoned_attempts_container_is_removed_by_the_taker(engine):
+    launcher = DockerLauncher(engine.client)
+    assert launcher.stop_abandoned(f"container:{CONTAINER_ID}") is True
+    removed = engine.find("DELETE", f"/containers/{CONTAINER_ID}")
+    assert removed["query"]["force"] == ["True"]  # killed first if it still runs
+    assert launcher.stop_abandoned("container:gone") is False  # 404: nothing left to stop

@@ -190,3 +190,12 @@ def test_client_error_is_a_start_error_and_kill_calls_stop_task():
 
         asyncio.run(EcsJob(ecs, logs, TASK_ARN, SETTINGS).kill())
         stub.assert_no_pending_responses()
+
+
+def test_an_abandoned_attempts_task_is_stopped_by_the_taker():
+    ecs, logs = clients()
+    with Stubber(ecs) as stub:
+        stub.add_response("stop_task", {"task": {"taskArn": TASK_ARN}},
+                          {"cluster": "lab", "task": TASK_ARN, "reason": ANY})
+        assert EcsLauncher(ecs, logs, SETTINGS).stop_abandoned(TASK_ARN) is True
+        stub.assert_no_pending_responses()

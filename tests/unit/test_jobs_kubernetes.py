@@ -271,3 +271,15 @@ def test_refused_create_is_a_start_error(fake_api):
     launcher = KubernetesLauncher(api_client(server), KubernetesSettings(namespace="lab-jobs"))
     with pytest.raises(JobStartError, match="403"):
         asyncio.run(launcher.start(make_request(), job_id="job-abc", workdir=NO_WORKDIR, env=ENV))
+
+
+def test_an_abandoned_attempts_job_is_deleted_with_its_pods_by_the_taker(fake_api):
+    base = "/apis/batch/v1/namespaces/lab-jobs/jobs"
+    server = fake_api({("DELETE", f"{base}/lab-job-1"): lambda req: (
+        200, {"kind": "Status", "status": "Success"})})
+    launcher = KubernetesLauncher(api_client(server), KubernetesSettings(namespace="lab-jobs"))
+    assert launcher.stop_abandoned("job:lab-jobs/lab-job-1") is True
+    delete = server.requests[-1]
+    assert (delete["method"], delete["path"]) == ("DELETE", f"{base}/lab-job-1")
+    assert delete["query"]["propagationPolicy"] == ["Foreground"]  # pods gone first
+    assert launcher.stop_abandoned("job:lab-jobs/gone") is False  # 404

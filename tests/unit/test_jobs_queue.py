@@ -90,3 +90,26 @@ def test_kill_attempt_finds_the_job_by_its_environment_and_spares_a_reused_pid()
         for process in (job, later, bystander):
             process.kill()
             process.wait()
+
+
+def test_a_take_over_stops_the_container_of_an_abandoned_attempt_first() -> None:
+    from streams.jobs.store import Stranded
+
+    stopped: list[str] = []
+
+    class ContainerBackend:
+        name = "docker"
+
+        async def start(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError("not started here")
+
+        def stop_abandoned(self, backend_ref: str) -> bool:
+            stopped.append(backend_ref)
+            return True
+
+    runner = JobRunner("postgresql://nobody@127.0.0.1:1/none",
+                       backends={"docker": ContainerBackend()})  # type: ignore[dict-item]
+    runner._reap(Stranded("job-1", 1, "dead-runner", None, None, None, "docker",
+                          "container:abc"))
+    runner._reap(Stranded("job-2", 1, "dead-runner", None, None, None, "local", "4242"))
+    assert stopped == ["container:abc"]  # local attempts: their process group (above)

@@ -68,6 +68,15 @@ class DockerLauncher:
         self._client = client
         self._settings = settings or DockerSettings()
 
+    def stop_abandoned(self, backend_ref: str) -> bool:
+        """Remove (kill first) the container of an attempt whose runner is gone."""
+        container_id = backend_ref.removeprefix("container:")
+        try:
+            self._client.containers.get(container_id).remove(force=True)
+        except docker.errors.NotFound:
+            return False
+        return True
+
     @classmethod
     def from_environment(cls) -> DockerLauncher:
         # DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH as the docker CLI reads them

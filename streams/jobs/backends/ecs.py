@@ -111,6 +111,12 @@ class EcsLauncher:
         self._ecs, self._logs = ecs, logs
         self._settings = settings or EcsSettings()
 
+    def stop_abandoned(self, backend_ref: str) -> bool:
+        """Stop the Fargate task of an attempt whose runner is gone (task ARN)."""
+        response = self._ecs.stop_task(cluster=self._settings.cluster, task=backend_ref,
+                                       reason="labstream: its runner is gone; attempt re-run")
+        return bool(response.get("task"))
+
     @classmethod
     def from_environment(cls, settings: EcsSettings | None = None) -> EcsLauncher:
         settings = settings or EcsSettings()

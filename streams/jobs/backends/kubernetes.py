@@ -121,6 +121,17 @@ class KubernetesLauncher:
         self._batch = k8s.BatchV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
 
+    def stop_abandoned(self, backend_ref: str) -> bool:
+        """Delete the Job (and its pods) of an attempt whose runner is gone."""
+        namespace, _, name = backend_ref.removeprefix("job:").partition("/")
+        try:
+            self._batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground")
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     @classmethod
     def from_environment(cls, settings: KubernetesSettings | None = None) -> KubernetesLauncher:
         settings = settings or KubernetesSettings()
