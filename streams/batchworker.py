@@ -165,6 +165,7 @@ class BatchWorker:
         self._stopping = asyncio.Event()
         self._assigned: set[tuple[str, int]] = set()
         self.batches = 0
+        self._frozen = False
         # wall seconds per phase of the loop (logged at stop; where a slow worker waits)
         self.phase_s = {"consume": 0.0, "handle": 0.0, "acknowledge": 0.0, "queue_jobs": 0.0}
         self.exit_code = 0
@@ -223,7 +224,7 @@ class BatchWorker:
            **{f"{phase}_s": round(seconds, 2) for phase, seconds in self.phase_s.items()})
 
     async def _wait_ready(self) -> None:
-        if self.follower.ready.is_set():
+        if self.follower.ready.is_set() and self._frozen:
             return
         try:
             await asyncio.wait_for(self.follower.ready.wait(),
@@ -232,6 +233,12 @@ class BatchWorker:
             kv(log, "warning", "reference data not fully loaded; going on",
                timeout_s=self.settings.reference_ready_timeout_s)
             self.follower.ready.set()
+        if not self._frozen:  # the reference rows loaded at start live as long as we do
+            gc.collect()
+            gc.freeze()
+            # a batch holds thousands of young objects: fewer gen-0 passes over them
+            gc.set_threshold(20_000, 20, 20)
+            self._frozen = True
 
     # -- the loop ----------------------------------------------------------------------------
     async def _consume_loop(self) -> None:
