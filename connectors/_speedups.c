@@ -463,11 +463,102 @@ static PyObject *py_json(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return finish(&b, rc);
 }
 
+
+/* ---- pgoutput tuples and row values ------------------------------------------------ */
+
+static PyObject *py_pg_tuple(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    /* pg_tuple(buf: bytes, pos, unchanged) -> (values tuple, next pos), or None when the
+       data is anything but well-formed 't'/'n'/'u'/'b' columns (Python then decodes it
+       and names the fault): connectors/pgoutput.py _tuple */
+    if (nargs != 3 || !PyBytes_CheckExact(args[0])) Py_RETURN_NONE;
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos < 0 || pos + 2 > size) { PyErr_Clear(); Py_RETURN_NONE; }
+    Py_ssize_t count = (buf[pos] << 8) | buf[pos + 1];
+    pos += 2;
+    PyObject *values = PyTuple_New(count);
+    if (values == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (pos >= size) goto decline;
+        unsigned char kind = buf[pos++];
+        PyObject *item;
+        if (kind == 't' || kind == 'b') {
+            if (pos + 4 > size) goto decline;
+            uint32_t len = ((uint32_t)buf[pos] << 24) | ((uint32_t)buf[pos + 1] << 16)
+                         | ((uint32_t)buf[pos + 2] << 8) | buf[pos + 3];
+            pos += 4;
+            if ((Py_ssize_t)len > size - pos) goto decline;
+            item = kind == 't'
+                ? PyUnicode_DecodeUTF8((const char *)buf + pos, len, "surrogateescape")
+                : PyBytes_FromStringAndSize((const char *)buf + pos, len);
+            if (item == NULL) { PyErr_Clear(); goto decline; }
+            pos += len;
+        } else if (kind == 'n') {
+            item = Py_NewRef(Py_None);
+        } else if (kind == 'u') {
+            item = Py_NewRef(args[2]);
+        } else {
+            goto decline;
+        }
+        PyTuple_SET_ITEM(values, i, item);
+    }
+    PyObject *next = PyLong_FromSsize_t(pos);
+    if (next == NULL) { Py_DECREF(values); return NULL; }
+    PyObject *out = PyTuple_Pack(2, values, next);
+    Py_DECREF(values);
+    Py_DECREF(next);
+    return out;
+decline:
+    Py_DECREF(values);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_row_values(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    /* row_values(converters, tuple_data, unchanged) -> {field: value}, or None (a
+       converter raised, or the shapes differ: Python re-runs it and reports the column):
+       TableSchema.row_to_values. converters: (field, convert, optional, fallback,
+       placeholder, ...) per column */
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[1]))
+        Py_RETURN_NONE;
+    PyObject *converters = args[0], *data = args[1], *unchanged = args[2];
+    Py_ssize_t n = PyTuple_GET_SIZE(converters);
+    if (PyTuple_GET_SIZE(data) != n) Py_RETURN_NONE;
+    PyObject *values = PyDict_New();
+    if (values == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *conv = PyTuple_GET_ITEM(converters, i);
+        PyObject *text = PyTuple_GET_ITEM(data, i);
+        PyObject *value;
+        if (text == Py_None) {
+            value = Py_NewRef(Py_None);
+        } else if (text == unchanged) {
+            value = Py_NewRef(PyTuple_GET_ITEM(conv, 4));
+        } else {
+            value = PyObject_CallOneArg(PyTuple_GET_ITEM(conv, 1), text);
+            if (value == NULL) { PyErr_Clear(); Py_DECREF(values); Py_RETURN_NONE; }
+        }
+        if (value == Py_None && PyTuple_GET_ITEM(conv, 2) != Py_True) {
+            int truth = PyObject_IsTrue(PyTuple_GET_ITEM(conv, 2));
+            if (truth < 0) { PyErr_Clear(); Py_DECREF(value); Py_DECREF(values); Py_RETURN_NONE; }
+            if (!truth) { Py_DECREF(value); value = Py_NewRef(PyTuple_GET_ITEM(conv, 3)); }
+        }
+        int rc = PyDict_SetItem(values, PyTuple_GET_ITEM(conv, 0), value);
+        Py_DECREF(value);
+        if (rc < 0) { Py_DECREF(values); return NULL; }
+    }
+    return values;
+}
+
 static PyMethodDef methods[] = {
     {"avro", (PyCFunction)(void (*)(void))py_avro, METH_FASTCALL,
      "avro(plan, header, datum) -> bytes | None"},
     {"json", (PyCFunction)(void (*)(void))py_json, METH_FASTCALL,
      "json(plan, head, payload) -> bytes | None"},
+    {"pg_tuple", (PyCFunction)(void (*)(void))py_pg_tuple, METH_FASTCALL,
+     "pg_tuple(buf, pos, unchanged) -> (values, pos) | None"},
+    {"row_values", (PyCFunction)(void (*)(void))py_row_values, METH_FASTCALL,
+     "row_values(converters, tuple_data, unchanged) -> dict | None"},
     {NULL, NULL, 0, NULL},
 };
 

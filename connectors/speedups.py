@@ -9,21 +9,20 @@ the Python writer on that record: output is byte-identical either way
 tuned, encoding was still ~30 % of the connector's CPU per row (docs/BENCHMARKS.md,
 "CDC speed (issue 13 item 6)").
 
-`LABSTREAM_CDC_SPEEDUPS=0` turns the compiled writers off (pure Python, as before).
+`LABSTREAM_CDC_SPEEDUPS=0` turns the compiled writers off (connectors/compiled.py).
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 from decimal import Decimal
-from types import ModuleType
 from typing import Any
 
 from connectors import connectjson, jsonwriter, pgtext
 from connectors.avrowriter import _PRIMITIVES, UnsupportedSchema
+from connectors.compiled import load
 
 Plan = tuple[Any, ...]
+__all__ = ["Plan", "avro_plan", "json_plan", "load"]
 
 # node kinds: keep in step with the enums of _speedups.c
 A_NULL, A_BOOLEAN, A_INT, A_LONG, A_FLOAT, A_DOUBLE, A_BYTES, A_STRING = range(8)
@@ -33,16 +32,6 @@ J_PLAIN, J_STRING, J_INTEGER, J_BOOLEAN, J_DOUBLE, J_PYFLOAT, J_BYTES, J_STRUCT,
 
 _AVRO_PRIMITIVES = {"null": A_NULL, "boolean": A_BOOLEAN, "int": A_INT, "long": A_LONG,
                     "float": A_FLOAT, "double": A_DOUBLE, "bytes": A_BYTES, "string": A_STRING}
-
-
-def load() -> ModuleType | None:
-    """The compiled module, or None (switched off, or not built: pure Python then)."""
-    if os.environ.get("LABSTREAM_CDC_SPEEDUPS", "1") == "0":
-        return None
-    try:
-        return importlib.import_module("connectors._speedups")
-    except ImportError:
-        return None
 
 
 # --- Avro -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
+import struct
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +28,8 @@ from test_codec_jsonwriter import row_texts as json_rows
 from test_codec_jsonwriter import schemas as connect_schemas
 from test_codec_jsonwriter import values_for
 
-from connectors import jsonwriter, speedups
+from connectors import jsonwriter, pgoutput, speedups
+from connectors import schema as schema_module
 from connectors.envelope import (
     ChangeEvent,
     SourceInfo,
@@ -37,7 +39,8 @@ from connectors.envelope import (
     transaction_begin_event,
     transaction_end_event,
 )
-from connectors.exceptions import SerializationError
+from connectors.exceptions import ConversionError, DecodeError, SerializationError
+from connectors.pgoutput import UNCHANGED_TOAST
 from connectors.schema import TableSchema
 from connectors.serde import AvroSerializer, JsonConverterSerializer
 
@@ -203,3 +206,68 @@ def test_json_values_c_does_not_take_give_the_python_result(value: dict[str, Any
 def test_switch_off_gives_pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABSTREAM_CDC_SPEEDUPS", "0")
     assert speedups.load() is None
+
+
+# --- pgoutput tuples and row values ---------------------------------------------------
+
+tuple_values = st.lists(st.one_of(
+    st.none(), st.just(UNCHANGED_TOAST), st.binary(max_size=12),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+    st.binary(max_size=8).map(lambda raw: raw.decode("utf-8", "surrogateescape")),
+), max_size=12)
+
+
+def _tuple_bytes(values: list[Any]) -> bytes:
+    out = struct.pack(">H", len(values))
+    for value in values:
+        if value is None:
+            out += b"n"
+        elif value is UNCHANGED_TOAST:
+            out += b"u"
+        else:
+            raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+            out += (b"b" if isinstance(value, bytes) else b"t") + struct.pack(">I", len(raw)) + raw
+    return out
+
+
+@given(tuple_values, st.binary(max_size=3))
+def test_pg_tuple_equals_the_python_decoder(values: list[Any], prefix: bytes) -> None:
+    buf = prefix + _tuple_bytes(values) + b"tail"
+    assert FAST is not None
+    compiled = FAST.pg_tuple(buf, len(prefix), UNCHANGED_TOAST)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pgoutput, "_FAST", None)
+        python = pgoutput._tuple(buf, len(prefix))
+    assert compiled == python == (tuple(values), len(buf) - 4)
+    assert [v is UNCHANGED_TOAST for v in compiled[0]] == [v is UNCHANGED_TOAST for v in values]
+
+
+@pytest.mark.parametrize("buf", [
+    b"\x00\x02n", b"\x00\x01t\x00\x00\x00\x09abc", b"\x00\x01x", b"\x00", b"\x00\x01b\x00\x00",
+], ids=repr)
+def test_malformed_tuples_are_left_to_python_which_names_the_fault(buf: bytes) -> None:
+    assert FAST is not None and FAST.pg_tuple(buf, 0, UNCHANGED_TOAST) is None
+    with pytest.raises((DecodeError, struct.error, IndexError)):
+        pgoutput._tuple(buf, 0)
+
+
+@given(avro_rows)
+@settings(max_examples=100, deadline=None)
+def test_row_values_equal_the_python_loop(row: Any) -> None:
+    with_toast = (row[0], UNCHANGED_TOAST, *row[2:])
+    for data in (row, with_toast):
+        compiled = AVRO_TABLE.row_to_values(data)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(schema_module, "_FAST", None)
+            python = AVRO_TABLE.row_to_values(data)
+        # repr: same keys in the same order, same values and types (NaN == NaN here)
+        assert repr(list(compiled.items())) == repr(list(python.items()))
+        assert [type(v) for v in compiled.values()] == [type(v) for v in python.values()]
+
+
+def test_a_value_that_fails_conversion_is_reported_by_python() -> None:
+    bad = ("t", "1", "not-an-int", *([None] * (len(AVRO_TABLE.columns) - 3)))
+    assert FAST is not None
+    assert FAST.row_values(AVRO_TABLE._converters, bad, UNCHANGED_TOAST) is None
+    with pytest.raises(ConversionError, match=r"all_types\.c2: cannot convert int4"):
+        AVRO_TABLE.row_to_values(bad)
