@@ -3,6 +3,7 @@
     .venv/bin/python bench/cdc_compare.py
         [--systems labstream-avro,labstream-json,debezium,debezium-tuned] [--rows 200000]
         [--rate 2000] [--seconds 30] [--clients 8] [--runs 3] [--phases bulk,steady]
+        [--table own|reference]
 
 Method (/work/shared/BENCHMARKING.md): one system at a time, each run with its own
 table, slot, publication and topic prefix; topics pre-created with LogAppendTime;
@@ -51,28 +52,46 @@ from common import (
 ROWS_PER_TX = 1_000
 WARMUP_ROWS = 5_000
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
-TABLE_DDL = """CREATE TABLE {table} (
+# --table own: this bench's table; --table reference: /work/shared/BENCHMARKING.md's
+# bench_rows (jsonb payload, timestamptz default clock_timestamp()), the one Debezium
+# was first measured with there. (DDL, bulk INSERT ... SELECT over g, steady INSERT)
+SHAPES = {
+    "own": (
+        """CREATE TABLE {table} (
     id bigserial PRIMARY KEY, tenant text NOT NULL, reading double precision,
-    note text, qty integer NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"""
+    note text, qty integer NOT NULL, created_at timestamptz NOT NULL DEFAULT now())""",
+        "INSERT INTO {table} (tenant, reading, note, qty) "
+        "SELECT 'tenant-' || (g % 7), g * 0.5, 'bulk row ' || g, g "
+        "FROM generate_series(1, {rows}) g",
+        "INSERT INTO {table} (tenant, reading, note, qty) "
+        "VALUES ('tenant-1', random(), 'steady row', 1);",
+    ),
+    "reference": (
+        """CREATE TABLE {table} (
+    id bigserial PRIMARY KEY, tenant text, kind text, status text, payload jsonb,
+    n integer, updated_at timestamptz DEFAULT clock_timestamp())""",
+        "INSERT INTO {table} (tenant, kind, status, payload, n) "
+        "SELECT 'tenant-' || (g % 7), 'kind-' || (g % 5), 'queued', jsonb_build_object("
+        "'seq', g, 'sku', 'SKU-' || (g % 997), 'qty', 1 + g % 7, 'note', md5(g::text)), g "
+        "FROM generate_series(1, {rows}) g",
+        "INSERT INTO {table} (tenant, kind, status, payload, n) VALUES ('tenant-1', 'kind-1', "
+        "'queued', jsonb_build_object('seq', 1, 'sku', 'SKU-1', 'qty', 1, "
+        "'note', md5(random()::text)), 1);",
+    ),
+}
+SHAPE = SHAPES["own"]  # set from --table in main()
 
 
 def insert_bulk(database_url: str, table: str, rows: int) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         for _ in range(rows // ROWS_PER_TX):
-            conn.execute(
-                f"INSERT INTO {table} (tenant, reading, note, qty) "
-                "SELECT 'tenant-' || (g % 7), g * 0.5, 'bulk row ' || g, g "
-                f"FROM generate_series(1, {ROWS_PER_TX}) g"
-            )
+            conn.execute(SHAPE[1].format(table=table, rows=ROWS_PER_TX))
 
 
 def pgbench(database_url: str, table: str, rate: int, seconds: int, clients: int) -> dict[str, Any]:
     url = urlsplit(database_url)
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
-        script.write(
-            f"INSERT INTO {table} (tenant, reading, note, qty) "
-            "VALUES ('tenant-1', random(), 'steady row', 1);\n"
-        )
+        script.write(SHAPE[2].format(table=table) + "\n")
     command = [
         PGBENCH,
         "-n",
@@ -118,7 +137,7 @@ def run_once(label: str, args: argparse.Namespace, round_no: int) -> dict[str, A
     db, kafka = args.database_url, args.bootstrap
     profile = STATE / f"{name}.prof" if args.profile and label.startswith("labstream") else None
     system = build_system(label, name, table, db, kafka, profile)
-    sql(db, TABLE_DDL.format(table=table))
+    sql(db, SHAPE[0].format(table=table))
     create_log_append_topics(kafka, [topic])
     result: dict[str, Any] = {
         "system": label,
@@ -239,6 +258,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="pgbench -c")
     parser.add_argument("--runs", type=int, default=3, help="rounds over all systems")
     parser.add_argument("--phases", default="bulk,steady", help="bulk,steady or one of them")
+    parser.add_argument("--table", default="own", choices=sorted(SHAPES),
+                        help="own: this bench's table; reference: BENCHMARKING.md's bench_rows")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -260,7 +281,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    global SHAPE
     args = parse_args()
+    SHAPE = SHAPES[args.table]
     started = datetime.now(UTC)
     report: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),

@@ -80,6 +80,29 @@ class SourceInfo:
         }
 
 
+class SourceBlocks:
+    """The `source` blocks of one transaction's rows of one table.
+
+    Every field but `lsn` (and `sequence`, which holds it) is the transaction's, so a
+    row's block is a copy of one template with those two set: ~1 us per row cheaper
+    than a frozen SourceInfo and its `to_dict` (docs/BENCHMARKS.md, CDC speed).
+    """
+
+    __slots__ = ("_head", "_template")
+
+    def __init__(self, info: SourceInfo) -> None:
+        self._template = info.to_dict()
+        last = info.last_commit_lsn
+        self._head = "[null," if last is None else f'["{last}",'
+
+    def at(self, lsn: int) -> dict[str, Any]:
+        """`info.to_dict()` of the same SourceInfo with `lsn` replaced."""
+        block = self._template.copy()
+        block["sequence"] = f'{self._head}"{lsn}"]'
+        block["lsn"] = lsn
+        return block
+
+
 @dataclass(frozen=True, slots=True)
 class TransactionInfo:
     """The envelope's `transaction` block (event.block)."""
@@ -123,13 +146,14 @@ def build_change_event(
     op: Op,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
-    source: SourceInfo,
+    source: SourceInfo | dict[str, Any],
     transaction: TransactionInfo | None,
     ts_ms: int | None = None,
     *,
     ts_us: int | None = None,
 ) -> ChangeEvent:
     """A row event for `table`; the key comes from `after` (or `before` for deletes).
+    `source` is a SourceInfo or its block already as a dict (`SourceBlocks.at`).
 
     `ts_ms`/`ts_us` are when the connector processed the event (defaults: now).
     Truncate events (`op='t'`) have no key, no before and no after.
@@ -140,7 +164,7 @@ def build_change_event(
     value = {
         "before": before,
         "after": after,
-        "source": source.to_dict(),
+        "source": source if isinstance(source, dict) else source.to_dict(),
         "transaction": transaction.to_dict() if transaction is not None else None,
         "op": op,
         "ts_ms": processed_us // 1000,

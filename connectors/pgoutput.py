@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from connectors.compiled import load as _load_compiled
 from connectors.exceptions import DecodeError
 
 # Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01T00:00:00Z).
@@ -141,6 +142,7 @@ _BEGIN = struct.Struct("!QqI")
 _COMMIT = struct.Struct("!BQQq")
 _Q = struct.Struct("!Q")
 _I = struct.Struct("!I")
+_FAST = _load_compiled()  # the compiled tuple decoder (connectors/_speedups.c) or None
 _H = struct.Struct("!H")
 _REL_HEAD = struct.Struct("!I")
 _COLUMN_TAIL = struct.Struct("!Ii")
@@ -156,6 +158,10 @@ def _cstring(buf: bytes, pos: int) -> tuple[str, int]:
 
 
 def _tuple(buf: bytes, pos: int) -> tuple[TupleData, int]:
+    if _FAST is not None:  # the compiled decoder; None: malformed, decoded below to say why
+        done: tuple[TupleData, int] | None = _FAST.pg_tuple(buf, pos, UNCHANGED_TOAST)
+        if done is not None:
+            return done
     (count,) = _H.unpack_from(buf, pos)
     pos += 2
     values: list[TupleValue] = []

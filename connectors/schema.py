@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from base.contracts.topics import cdc_topic
+from connectors.compiled import load as _load_compiled
 from connectors.exceptions import ConversionError, SchemaError
 from connectors.pgoutput import UNCHANGED_TOAST, Relation, TupleValue
 from connectors.pgtypes import (
@@ -39,6 +40,8 @@ ENVELOPE_VERSION = 2
 
 _INVALID_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
 _INTEGER_OIDS = frozenset({20, 21, 23})  # int8, int2, int4
+
+_FAST = _load_compiled()  # the compiled row loop (connectors/_speedups.c) or None
 
 
 def avro_name(name: str) -> str:
@@ -399,6 +402,11 @@ class TableSchema:
 
     def row_to_values(self, tuple_data: Sequence[TupleValue]) -> dict[str, Any]:
         """pgoutput tuple (text values) -> `{field: Debezium value}` in column order."""
+        if _FAST is not None:  # compiled loop; None: a value failed, reported below
+            made: dict[str, Any] | None = _FAST.row_values(self._converters, tuple_data,
+                                                           UNCHANGED_TOAST)
+            if made is not None:
+                return made
         if len(tuple_data) != len(self._converters):
             raise ConversionError(
                 f"{self.topic}: tuple has {len(tuple_data)} values for "

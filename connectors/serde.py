@@ -27,7 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from base.contracts import records
-from connectors import connectjson, jsonwriter
+from connectors import connectjson, jsonwriter, speedups
 from connectors.avrowriter import Encoder, UnsupportedSchema, compile_writer
 from connectors.envelope import ChangeEvent, FixedSchemas
 from connectors.exceptions import CodecConfigError, SerializationError
@@ -62,7 +62,7 @@ def _schema_source(event: ChangeEvent) -> tuple[Any, dict[str, Any] | None, dict
 class _Writer:
     """A registered schema: framing header + a compiled writer (fastavro as fallback)."""
 
-    __slots__ = ("encoder", "header", "parsed")
+    __slots__ = ("encoder", "fast", "header", "parsed", "plan")
 
     def __init__(self, schema_id: int, schema: dict[str, Any]) -> None:
         self.header = _HEADER.pack(MAGIC_BYTE, schema_id)
@@ -71,8 +71,19 @@ class _Writer:
             self.encoder: Encoder | None = compile_writer(schema)
         except UnsupportedSchema:
             self.encoder = None
+        # the compiled writer (connectors/_speedups.c), if built; None -> Python only
+        self.fast = speedups.load()
+        try:
+            self.plan: speedups.Plan | None = speedups.avro_plan(schema)
+        except UnsupportedSchema:
+            self.plan = None
 
     def write(self, record: dict[str, Any], topic: str) -> bytes:
+        if self.fast is not None and self.plan is not None:
+            written: bytes | None = self.fast.avro(self.plan, self.header, record)
+            if written is not None:
+                return written
+            # not for C (a value of an unexpected type...): Python writes it or says why
         try:
             if self.encoder is not None:
                 buf = bytearray(self.header)
@@ -166,15 +177,18 @@ class AvroDeserializer:
 # --- JsonConverter ------------------------------------------------------------
 
 
+# (schema text head, Python payload encoder, plan of the compiled writer)
+_JsonWriter = tuple[bytes, jsonwriter.JsonEncoder, speedups.Plan]
+
+
 class JsonConverterSerializer:
     """Kafka Connect JsonConverter (`schemas.enable=true`) bytes for Debezium events."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, str], tuple[bytes, jsonwriter.JsonEncoder] | None] = {}
+        self._cache: dict[tuple[Any, str], _JsonWriter | None] = {}
+        self._fast = speedups.load()  # the compiled writer (connectors/_speedups.c) or None
 
-    def _compiled(
-        self, event: ChangeEvent, part: str
-    ) -> tuple[bytes, jsonwriter.JsonEncoder] | None:
+    def _compiled(self, event: ChangeEvent, part: str) -> _JsonWriter | None:
         if event.table is not None:
             identity: Any = (event.table.topic, event.table.fingerprint)
             table = event.table
@@ -190,6 +204,7 @@ class JsonConverterSerializer:
             self._cache[cache_key] = None if schema is None else (
                 f'{{"schema":{connectjson.dumps(schema)},"payload":'.encode(),
                 jsonwriter.compile_encoder(schema),
+                speedups.json_plan(schema),
             )
         return self._cache[cache_key]
 
@@ -197,7 +212,12 @@ class JsonConverterSerializer:
         compiled = self._compiled(event, part)
         if compiled is None:
             raise SerializationError(f"{event.topic}: {part} given but no {part} schema")
-        head, encode = compiled
+        head, encode, plan = compiled
+        if self._fast is not None:
+            written: bytes | None = self._fast.json(plan, head, payload)
+            if written is not None:
+                return written
+            # not for C (a value of an unexpected type...): the Python writer's text
         return b"".join((head, encode(payload).encode(), b"}"))
 
     def key_bytes(self, event: ChangeEvent) -> bytes | None:

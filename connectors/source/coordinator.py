@@ -125,6 +125,7 @@ class CdcConnector:
             self._producer = None
         # the streaming source froze the heap (gc.freeze); let this session's cycles go
         gc.unfreeze()
+        gc.set_threshold(700, *gc.get_threshold()[1:])  # and its raised gen-0 threshold
         if self._meta is not None:
             with contextlib.suppress(Exception):
                 self._meta.close()

@@ -21,6 +21,7 @@ from opentelemetry.context import Context
 from base.logs import kv
 from connectors.envelope import (
     ChangeEvent,
+    SourceBlocks,
     SourceInfo,
     TransactionInfo,
     build_change_event,
@@ -63,6 +64,10 @@ def _header_key(key: dict[str, Any] | None) -> bytes:
     return json.dumps(key, separators=(",", ":")).encode()
 
 
+# a row's `source`: the block itself (streaming, SourceBlocks) or a SourceInfo
+_Source = SourceInfo | dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class OutEvent:
     event: ChangeEvent
@@ -90,6 +95,9 @@ class EventBuilder:
         self._no_key_warned: set[int] = set()
         self._tx_order: dict[str, int] = {}
         self._tx_total = 0
+        # the current batch's source templates, per table (id -> (table, blocks))
+        self._blocks_batch: TxBatch | None = None
+        self._blocks: dict[int, tuple[TableSchema, SourceBlocks]] = {}
 
     # -- schemas ------------------------------------------------------------------------
 
@@ -135,6 +143,16 @@ class EventBuilder:
             last_commit_lsn=self.previous_commit_lsn,
         )
 
+    def _row_source(self, table: TableSchema, batch: TxBatch, lsn: int) -> dict[str, Any]:
+        """`self._source(table, batch, lsn).to_dict()`, from a per-batch template."""
+        if batch is not self._blocks_batch:
+            self._blocks_batch = batch
+            self._blocks = {}
+        entry = self._blocks.get(id(table))
+        if entry is None or entry[0] is not table:
+            entry = self._blocks[id(table)] = (table, SourceBlocks(self._source(table, batch, 0)))
+        return entry[1].at(lsn)
+
     def _tx_info(self, batch: TxBatch, table: TableSchema | None) -> TransactionInfo | None:
         if not self.tx_metadata:
             return None
@@ -178,8 +196,8 @@ class EventBuilder:
             for oid in change.relation_oids:
                 table = self.tables.get(oid)
                 if table is not None:
-                    source = self._source(table, batch, lsn)
-                    event = build_change_event(table, "t", None, None, source,
+                    event = build_change_event(table, "t", None, None,
+                                               self._source(table, batch, lsn),
                                                self._tx_info(batch, table))
                     yield OutEvent(event, context)
             return
@@ -192,7 +210,7 @@ class EventBuilder:
         table = self.tables.get(change.relation_oid)
         if table is None:
             return  # not captured (or its Relation was filtered out)
-        source = self._source(table, batch, lsn)
+        source = self._row_source(table, batch, lsn)
         if isinstance(change, Insert):
             if "c" not in self.skipped:
                 after = table.row_to_values(change.new)
@@ -207,7 +225,7 @@ class EventBuilder:
             deleted = table.row_to_values(old) if old is not None else None
             yield from self._delete(table, deleted, source, batch, context)
 
-    def _update(self, table: TableSchema, change: Update, source: SourceInfo, batch: TxBatch,
+    def _update(self, table: TableSchema, change: Update, source: _Source, batch: TxBatch,
                 context: Context | None) -> Iterator[OutEvent]:
         new, old = change.new, change.old
         if old is not None and UNCHANGED_TOAST in new:
@@ -231,7 +249,7 @@ class EventBuilder:
         yield self._row(table, "u", before, after, source, batch, context)
 
     def _key_change(self, table: TableSchema, before: dict[str, Any], after: dict[str, Any],
-                    source: SourceInfo, batch: TxBatch,
+                    source: _Source, batch: TxBatch,
                     context: Context | None) -> Iterator[OutEvent]:
         """Debezium: delete (old key) + tombstone (old key), both with header
         `__debezium.newkey`, then create (new key) with header `__debezium.oldkey`."""
@@ -244,14 +262,14 @@ class EventBuilder:
                        created.context)
 
     def _row(self, table: TableSchema, op: Any, before: dict[str, Any] | None,
-             after: dict[str, Any] | None, source: SourceInfo, batch: TxBatch,
+             after: dict[str, Any] | None, source: _Source, batch: TxBatch,
              context: Context | None) -> OutEvent:
         event = build_change_event(table, op, before, after, source, self._tx_info(batch, table))
         if context is None and self.trace_column and after is not None:
             context = self._column_context(after)
         return OutEvent(event, context)
 
-    def _delete(self, table: TableSchema, before: dict[str, Any] | None, source: SourceInfo,
+    def _delete(self, table: TableSchema, before: dict[str, Any] | None, source: _Source,
                 batch: TxBatch, context: Context | None) -> Iterator[OutEvent]:
         out = self._row(table, "d", before, None, source, batch, context)
         yield out

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.envelope import (
+    SourceBlocks,
     SourceInfo,
     TransactionInfo,
     build_change_event,
@@ -271,3 +274,16 @@ def test_json_schema_keys_follow_jsonconverter_order() -> None:
                               "field"]
     envelope = customers().value_connect_schema
     assert list(envelope) == ["type", "fields", "optional", "name", "version"]
+
+
+@given(st.none() | st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+       st.none() | st.integers(0, 2**32))
+def test_source_blocks_equal_source_info_to_dict(last: int | None, lsn: int,
+                                                 tx_id: int | None) -> None:
+    info = SourceInfo(name="lab", db="lab", schema="public", table="t", ts_us=1_700_000_000_123_456,
+                      lsn=0, tx_id=tx_id, last_commit_lsn=last)
+    expected = SourceInfo(name="lab", db="lab", schema="public", table="t",
+                          ts_us=1_700_000_000_123_456, lsn=lsn, tx_id=tx_id,
+                          last_commit_lsn=last).to_dict()
+    block = SourceBlocks(info).at(lsn)
+    assert list(block.items()) == list(expected.items())  # same fields, same order
