@@ -150,18 +150,6 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1, engine: str = "k
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for table, row in REFERENCE:
         _produce(producer, changes.encode(table, "c", row))
-    for index in range(count):
-        # rows_per_trace: consecutive records share a traceparent (the rows of one source
-        # transaction; 1 = every record its own trace, the worst case for tracing); 0 = no
-        # trace context (each record a new root trace in the Faust engine, a batch's run
-        # one trace in the batch loop)
-        if rows_per_trace and index % rows_per_trace == 0:
-            traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
-        headers = [("traceparent", traceparent)] if rows_per_trace else None
-        _produce(producer, changes.encode("runs", "u", _run(index, "completed"),
-                                          _run(index, "running")), headers)
-        if index % 10_000 == 0:
-            producer.flush()
     producer.flush()
     env = {**os.environ, "LABSTREAM_WORKER_APP_ID": settings.app_id,
            "LABSTREAM_WORKER_CDC_PREFIX": name,
@@ -170,17 +158,37 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1, engine: str = "k
            "LABSTREAM_WORKER_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
            "LABSTREAM_WORKER_ENGINE": engine,
            "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}"}
-    # several workers: one consumer group sharing the 4-partition CDC topics
+    # several workers: one consumer group sharing the 4-partition CDC topics; with more than
+    # one, the events are produced once the group is stable, so the rate has no rebalance in it
     command = [sys.executable, "-m", "labstream.cli", "worker", "--no-jobs"]
-    profile = os.environ.get("BENCH_PYSPY_OUT")  # collapsed stacks of the worker (py-spy)
-    if profile:
-        command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
-                   "--threads", "--native", "-r", "250", "-o", profile, "--", *command]
-    procs = [subprocess.Popen(command,
-                              env={**env, "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}-{i}"},
-                              stdout=subprocess.DEVNULL,
-                              stderr=open(f"/tmp/{name}-{i}.log", "w"))  # noqa: SIM115
-             for i in range(workers)]
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start_workers() -> None:
+        procs.extend(subprocess.Popen(
+            command, env={**env, "LABSTREAM_WORKER_DATA_DIR": f"/tmp/{name}-{i}"},
+            stdout=subprocess.DEVNULL, stderr=open(f"/tmp/{name}-{i}.log", "w"))  # noqa: SIM115
+            for i in range(workers))
+
+    # encoded before the workers start: producing must outpace them (same 2 cores)
+    encoded = [changes.encode("runs", "u", _run(index, "completed"), _run(index, "running"))
+               for index in range(count)]
+    if workers > 1:
+        start_workers()
+        wait_group_stable(bootstrap, settings.app_id, workers)
+    for index, record in enumerate(encoded):
+        # rows_per_trace: consecutive records share a traceparent (the rows of one source
+        # transaction; 1 = every record its own trace, the worst case for tracing); 0 = no
+        # trace context (each record a new root trace in the Faust engine, a batch's run
+        # one trace in the batch loop)
+        if rows_per_trace and index % rows_per_trace == 0:
+            traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+        headers = [("traceparent", traceparent)] if rows_per_trace else None
+        _produce(producer, record, headers)
+        if index % 10_000 == 0:
+            producer.flush()
+    producer.flush()
+    if workers == 1:
+        start_workers()
     probes = [ProcessProbe(proc.pid) for proc in procs]
     try:
         alive = lambda: all(proc.poll() is None for proc in procs)  # noqa: E731
@@ -205,6 +213,24 @@ def through_kafka(count: int, bootstrap: str, workers: int = 1, engine: str = "k
             "events_per_s": round((count - 1) / seconds), "worker_cpu_s": round(cpu_s, 2),
             "cpu_us_per_event": round(cpu_s * 1e6 / count, 1),
             "worker_peak_rss_mb": round(rss_mb)}
+
+
+def wait_group_stable(bootstrap: str, group: str, members: int,
+                      timeout_s: float = 120.0) -> None:
+    """Until `group` is Stable with `members` members, each with partitions assigned."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        description = admin.describe_consumer_groups([group])[group].result(10)
+        if (description.state == ConsumerGroupState.STABLE
+                and len(description.members) == members
+                and all(m.assignment.topic_partitions for m in description.members)):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"group {group} not stable with {members} members in {timeout_s} s")
 
 
 def _produce(producer: object, encoded: tuple[str, bytes | None, bytes | None],
