@@ -355,23 +355,18 @@ class RecordHandler:
         """
         rules = self.store.rules()
         decisions = decide(event, rules, now=self._clock())
-        rules_by_id = {rule.id: rule for rule in rules if isinstance(rule, TriggerRule)}
-        for decision in decisions:  # a rule given as a row that decide() could parse
-            if decision.outcome == "fired" and decision.rule_id not in rules_by_id:
-                row = next(r for r in rules if not isinstance(r, TriggerRule)
-                           and str(r.get("id")) == decision.rule_id)
-                rules_by_id[str(decision.rule_id)] = TriggerRule.from_row(row)
         results, requests = [], []
+        log_each = log.isEnabledFor(logging.getLevelName(self._decision_log_level.upper()))
         for decision in decisions:
             if decision.outcome == "fired" and self.runner is not None:
-                decision, request = self._request(decision, rules_by_id[decision.rule_id or ""],
+                decision, request = self._request(decision, _fired_rule(rules, decision),
                                                   rerun_succeeded=rerun_succeeded)
                 if request is not None:
                     requests.append(request)
-            # batch mode: one line per batch (`decision_counts`); the decisions topic has each
-            kv(log, self._decision_log_level, "trigger decision", outcome=decision.outcome,
-               reason=decision.reason, kind=decision.event_kind, rule_id=decision.rule_id,
-               job_key=decision.job_key)
+            if log_each:  # batch mode: DEBUG, one INFO line per batch (`decision_counts`)
+                kv(log, self._decision_log_level, "trigger decision", outcome=decision.outcome,
+                   reason=decision.reason, kind=decision.event_kind, rule_id=decision.rule_id,
+                   job_key=decision.job_key)
             self.decision_counts[decision.outcome] = \
                 self.decision_counts.get(decision.outcome, 0) + 1
             results.append(decision)
@@ -452,6 +447,18 @@ class RecordHandler:
         await self._send(deliveries, self.topics.dlq, letter.key, letter.value, letter.headers,
                          raw.coordinates)
         self.dead_lettered += 1
+
+
+def _fired_rule(rules: Sequence[TriggerRule | Any], decision: Decision) -> TriggerRule:
+    """The rule a fired decision names (a rule given as a row that decide() could parse
+    is parsed here)."""
+    for rule in rules:
+        if isinstance(rule, TriggerRule):
+            if rule.id == decision.rule_id:
+                return rule
+        elif str(rule.get("id")) == decision.rule_id:
+            return TriggerRule.from_row(rule)
+    raise LookupError(f"fired rule {decision.rule_id} is not among the rules decided on")
 
 
 def trace_runs(raws: Sequence[RawRecord]) -> list[list[RawRecord]]:

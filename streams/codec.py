@@ -106,22 +106,46 @@ class _CompiledRouted:
     MAX_CACHED = 4096
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        from connectors import speedups
         from connectors.avrowriter import compile_writer
 
         fields = schema["fields"]
         if fields[-1]["name"] != "enrichment":
             raise ValueError("the routed schema's last field must be enrichment")
-        self._head = compile_writer({**schema, "fields": fields[:-1]})
+        head_schema = {**schema, "fields": fields[:-1]}
+        self._head = compile_writer(head_schema)
         self._enrichment = compile_writer(fields[-1]["type"])
         self._cache: dict[tuple[Any, ...], tuple[bytes, tuple[Any, ...]]] = {}
+        # the connector's C writer (connectors/_speedups.c) for the head, if built: it
+        # returns None for a value it does not take, and the Python writer writes that one
+        self.fast = speedups.load()
+        self._plan: Any = None
+        if self.fast is not None:
+            with contextlib.suppress(UnsupportedSchema):
+                self._plan = speedups.avro_plan(head_schema)
+
+    def value(self, header: bytes, event: RoutedEvent) -> bytes:
+        """`header` (the Confluent framing) + the record."""
+        if self.fast is not None and self._plan is not None:
+            head = self.fast.avro(self._plan, header, schemas.routed_head(event,
+                                                                         plain_payload=False))
+            if head is not None:
+                return bytes(head) + self._enrichment_bytes(event)
+        buf = bytearray(header)
+        self.write(buf, event)
+        return bytes(buf)
 
     def write(self, buf: bytearray, event: RoutedEvent) -> None:
+        """The record in Python (the compiled writer's reference)."""
         start = len(buf)
         try:  # the payload as routing built it: Avro-ready types in every kind today
             self._head(buf, schemas.routed_head(event, plain_payload=False))
         except (TypeError, AttributeError, ValueError, OverflowError, struct.error):
             del buf[start:]  # e.g. a Decimal where a double goes: the JSON-friendly copy
             self._head(buf, schemas.routed_head(event))
+        buf += self._enrichment_bytes(event)
+
+    def _enrichment_bytes(self, event: RoutedEvent) -> bytes:
         enrichment = event.enrichment
         rows = (enrichment.tenant, enrichment.experiment, enrichment.instrument,
                 enrichment.inventory, *enrichment.samples)
@@ -133,7 +157,7 @@ class _CompiledRouted:
             if len(self._cache) >= self.MAX_CACHED:
                 self._cache.clear()
             cached = self._cache[key] = (bytes(block), rows)  # rows: ids stay unique
-        buf += cached[0]
+        return cached[0]
 
 
 class RoutedSerializer:
@@ -161,9 +185,7 @@ class RoutedSerializer:
         header = self._writers[event.kind][0]
         compiled = self._compiled.get(event.kind)
         if compiled is not None:
-            buf = bytearray(header)
-            compiled.write(buf, event)
-            return bytes(buf)
+            return compiled.value(header, event)
         return self.value_fastavro(event)
 
     def value_fastavro(self, event: RoutedEvent) -> bytes:
