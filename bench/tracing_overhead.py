@@ -30,14 +30,15 @@ import uuid
 import psycopg
 from cdc_common import Bench, machine
 
-ROWS_PER_TX = 1_000
+ROWS_PER_TX = 1_000  # --rows-per-tx: smaller transactions = more spans per row
 
 
 def insert_traced(bench: Bench, rows: int) -> list[str]:
     """Insert `rows` rows, one traceparent per transaction; returns the trace ids."""
     trace_ids = []
     with psycopg.connect(bench.database_url) as conn:
-        for _ in range(rows // ROWS_PER_TX):
+        per_tx = int(os.environ.get("BENCH_ROWS_PER_TX", ROWS_PER_TX))
+        for _ in range(rows // per_tx):
             trace_id = uuid.uuid4().hex
             trace_ids.append(trace_id)
             with conn.transaction():
@@ -46,7 +47,7 @@ def insert_traced(bench: Bench, rows: int) -> list[str]:
                 conn.execute(
                     f"INSERT INTO {bench.table} (tenant, reading, note, qty) "
                     "SELECT 'tenant-' || (g % 7), g * 0.5, 'traced row ' || g, g "
-                    f"FROM generate_series(1, {ROWS_PER_TX}) g")
+                    f"FROM generate_series(1, {per_tx}) g")
     return trace_ids
 
 
@@ -119,7 +120,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3, help="Runs per mode (alternating).")
+    parser.add_argument("--rows-per-tx", type=int, default=ROWS_PER_TX,
+                        help="rows per traced transaction (one span each)")
     args = parser.parse_args()
+    os.environ["BENCH_ROWS_PER_TX"] = str(args.rows_per_tx)
     print(json.dumps({"machine": machine()}))
     results: dict[str, list[dict[str, object]]] = {mode: [] for mode in MODES}
     names = list(MODES)
