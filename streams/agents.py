@@ -183,16 +183,7 @@ class RecordHandler:
                 self._run_topics = {}
                 with semconv.run_send_span(self.tracer) as send:
                     out_headers = self._outgoing_headers(first.headers)
-                    for raw in run:
-                        try:
-                            await self._process(raw, deliveries, out_headers)
-                        except Exception as exc:  # one bad record must never stop the agent
-                            span.record_exception(exc, attributes={
-                                semconv.MESSAGING_OFFSET: raw.offset,
-                                semconv.MESSAGING_DESTINATION: raw.topic})
-                            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-                            await self._dead_letter(raw, exc, deliveries)
-                        self.processed += 1
+                    await self._process_run(run, deliveries, out_headers, span)
                     semconv.finish_send_span(send, self._run_topics)
                 self._job_env = self._run_topics = None
         if linked:
@@ -222,20 +213,25 @@ class RecordHandler:
                                                attributes=attributes) as span:
             for run in runs:
                 first = run[0]
-                out_headers = tuple((n, v) for n, v in first.headers
-                                    if n in _CONTEXT_HEADERS or n.startswith(REPLAY_HEADER_PREFIX))
                 self._job_env = _job_env_of(first.headers)
-                for raw in run:
-                    try:
-                        await self._process(raw, deliveries, out_headers)
-                    except Exception as exc:  # one bad record must never stop the agent
-                        span.record_exception(exc, attributes={
-                            semconv.MESSAGING_OFFSET: raw.offset,
-                            semconv.MESSAGING_DESTINATION: raw.topic})
-                        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-                        await self._dead_letter(raw, exc, deliveries)
-                    self.processed += 1
+                # the run's own incoming context (and replay headers) go out unchanged
+                await self._process_run(run, deliveries, _context_key(first.headers), span)
             self._job_env = None
+
+    async def _process_run(self, run: list[RawRecord], deliveries: list[Awaitable[Any]],
+                           out_headers: Headers, span: Any) -> None:
+        """Each record of a run in order; a failing one is recorded on `span` (with its
+        offset) and dead-lettered, and the run goes on."""
+        for raw in run:
+            try:
+                await self._process(raw, deliveries, out_headers)
+            except Exception as exc:  # one bad record must never stop the agent
+                span.record_exception(exc, attributes={
+                    semconv.MESSAGING_OFFSET: raw.offset,
+                    semconv.MESSAGING_DESTINATION: raw.topic})
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                await self._dead_letter(raw, exc, deliveries)
+            self.processed += 1
 
     def take_requests(self) -> list[Any]:
         """The job requests fired since the last call (batch mode), in record order."""
@@ -511,7 +507,7 @@ _NO_KEY = object()
 _CONTEXT_HEADERS = frozenset((headers.TRACEPARENT, headers.TRACESTATE, headers.BEELINE))
 
 
-def _context_key(record_headers: Headers) -> tuple[tuple[str, bytes | None], ...]:
+def _context_key(record_headers: Headers) -> Headers:
     return tuple((name, value) for name, value in record_headers
                  if name in _CONTEXT_HEADERS or name.startswith(REPLAY_HEADER_PREFIX))
 
