@@ -17,7 +17,7 @@ help: ## list the targets
 
 install: $(INSTALLED) ## create .venv and install labstream (again only when pyproject.toml changes)
 
-$(INSTALLED): pyproject.toml clients/python/pyproject.toml connectors/_speedups.c
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml connectors/_speedups.c streams/_avrodecode.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@# the subscribers' client package (its own distribution), tested with the rest

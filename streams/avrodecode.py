@@ -13,6 +13,13 @@ same dicts, `Decimal`s built with fastavro's own arithmetic, `bytes`, booleans. 
 schema with a feature the generator does not cover (recursive types, logical types
 other than `decimal`) is read with fastavro, so nothing is ever rejected for speed.
 
+Faster still, where built: `compile_plan(schema)` makes a *plan* (nested tuples) by
+the same rules, and `streams/_avrodecode.c` walks it in C (`plan_reader`): the same
+values, ≈ 10x less CPU per envelope (docs/BENCHMARKS.md, "Replay speed, C decoder").
+The generated Python reader stays the fallback (C module not built, or
+`LABSTREAM_CDC_SPEEDUPS=0`, which turns every compiled path off) and the reference
+the C reader is tested against.
+
 `FastAvroDeserializer` is a drop-in for `connectors.serde.AvroDeserializer`
 (`decode(data)`, `schema_id(data)`, same `SerializationError`s); `decode_fields`
 reads only the top-level fields asked for and skips the others (a scan filtering on
@@ -22,11 +29,14 @@ reads only the top-level fields asked for and skips the others (a scan filtering
 from __future__ import annotations
 
 import decimal
+import importlib
 import io
 import json
+import os
 import re
 import struct
 from collections.abc import Callable, Collection
+from types import ModuleType
 from typing import Any
 
 import fastavro
@@ -339,11 +349,123 @@ def _projected(schema: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
                                  for field in schema["fields"]]}
 
 
+# -- plans for the C reader (streams/_avrodecode.c) ------------------------------------
+
+# node kinds: keep in step with the enum of _avrodecode.c
+(_P_NULL, _P_BOOLEAN, _P_LONG, _P_FLOAT, _P_DOUBLE, _P_BYTES, _P_STRING, _P_FIXED, _P_ENUM,
+ _P_RECORD, _P_ARRAY, _P_MAP, _P_UNION, _P_DECIMAL) = range(14)
+_P_PRIMITIVES = {"null": _P_NULL, "boolean": _P_BOOLEAN, "int": _P_LONG, "long": _P_LONG,
+                 "float": _P_FLOAT, "double": _P_DOUBLE, "bytes": _P_BYTES, "string": _P_STRING}
+Plan = tuple[Any, ...]
+
+
+class _Planner:
+    """`_Generator`'s walk over the schema, building plan tuples instead of source."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, Any] = {}
+        self._expanding: set[str] = set()
+
+    def plan(self, schema: Any, namespace: str) -> Plan:
+        if isinstance(schema, list):
+            return (_P_UNION, tuple(self.plan(branch, namespace) for branch in schema))
+        if isinstance(schema, str):
+            if schema in _PRIMITIVES:
+                return (_P_PRIMITIVES[schema],)
+            return self.named(schema, namespace)
+        if not isinstance(schema, dict):
+            raise Unsupported(f"schema {schema!r}")
+        kind = schema.get("type")
+        logical = schema.get("logicalType")
+        if kind in _PRIMITIVES or kind == "fixed":
+            if logical is not None and not (logical == "decimal" and kind in ("bytes", "fixed")):
+                if f"{kind}-{logical}" in _FASTAVRO_LOGICAL:
+                    raise Unsupported(f"logical type {logical}")
+                logical = None  # fastavro ignores logical types it does not know
+            if kind == "fixed":
+                self.register(schema, namespace)
+                raw: Plan = (_P_FIXED, int(schema["size"]))
+            else:
+                raw = (_P_PRIMITIVES[kind],)
+            if logical == "decimal":
+                return (_P_DECIMAL, raw, _decimal, int(schema["precision"]),
+                        int(schema.get("scale", 0)))
+            return raw
+        if kind == "record" or kind == "error":
+            return self.record(schema, namespace)
+        if kind == "enum":
+            self.register(schema, namespace)
+            return (_P_ENUM, tuple(schema["symbols"]))
+        if kind == "array":
+            return (_P_ARRAY, self.plan(schema["items"], namespace))
+        if kind == "map":
+            return (_P_MAP, self.plan(schema["values"], namespace))
+        if isinstance(kind, dict | list) or kind in self.names or (
+                isinstance(kind, str) and _full(kind, namespace) in self.names):
+            return self.plan(kind, namespace)
+        raise Unsupported(f"type {kind!r}")
+
+    def named(self, name: str, namespace: str) -> Plan:
+        full = name if name in self.names else _full(name, namespace)
+        if full not in self.names:
+            raise Unsupported(f"unknown named type {name!r}")
+        if full in self._expanding:
+            raise Unsupported(f"recursive type {full}")
+        return self.plan(self.names[full], _namespace_of(full))
+
+    def register(self, schema: dict[str, Any], namespace: str) -> str:
+        full = _full(str(schema["name"]), schema.get("namespace", namespace))
+        self.names[full] = schema
+        return full
+
+    def record(self, schema: dict[str, Any], namespace: str) -> Plan:
+        full = self.register(schema, namespace)
+        self._expanding.add(full)
+        fields = tuple((str(field["name"]), self.plan(field["type"], _namespace_of(full)),
+                        bool(field.get(_SKIP, False))) for field in schema["fields"])
+        self._expanding.discard(full)
+        return (_P_RECORD, fields)
+
+
+def compile_plan(schema: Any, *, fields: Collection[str] | None = None) -> Plan:
+    """The C reader's plan of `schema` (`fields`: as `compile_reader`); `Unsupported`
+    exactly where `compile_reader` raises it."""
+    if fields is not None:
+        if not (isinstance(schema, dict) and schema.get("type") == "record"):
+            raise Unsupported("fields= needs a record schema")
+        schema = _projected(schema, set(fields))
+    return _Planner().plan(schema, "")
+
+
+def compiled_module() -> ModuleType | None:
+    """`streams._avrodecode`, or None: not built, or `LABSTREAM_CDC_SPEEDUPS=0`."""
+    if os.environ.get("LABSTREAM_CDC_SPEEDUPS", "1") == "0":
+        return None
+    try:
+        return importlib.import_module("streams._avrodecode")
+    except ImportError:
+        return None
+
+
+def plan_reader(module: ModuleType, schema: Any, *,
+                fields: Collection[str] | None = None) -> Reader:
+    """The C reader of `schema`; `Unsupported` where there is none (then the generated
+    Python reader or fastavro reads it)."""
+    plan = compile_plan(schema, fields=fields)
+    try:
+        reader: Reader = module.Reader(plan)
+    except ValueError as exc:  # nested deeper than the C reader takes
+        raise Unsupported(str(exc)) from exc
+    return reader
+
+
 class FastAvroDeserializer:
     """`connectors.serde.AvroDeserializer` with generated readers (falls back to fastavro)."""
 
-    def __init__(self, registry: SchemaRegistry) -> None:
+    def __init__(self, registry: SchemaRegistry, *, compiled: bool = True) -> None:
+        """`compiled=False`: the generated Python readers even where the C one is built."""
         self.registry = registry
+        self._module = compiled_module() if compiled else None
         self._readers: dict[int, Reader] = {}
         self._projections: dict[tuple[int, frozenset[str]], Reader] = {}
 
@@ -385,6 +507,11 @@ class FastAvroDeserializer:
 
     def _reader(self, schema_id: int, fields: frozenset[str] | None) -> Reader:
         schema = json.loads(self.registry.get_schema(schema_id))
+        if self._module is not None:
+            try:
+                return plan_reader(self._module, schema, fields=fields)
+            except (Unsupported, RecursionError):
+                pass
         try:
             return compile_reader(schema, fields=fields)
         except (Unsupported, SyntaxError, RecursionError):

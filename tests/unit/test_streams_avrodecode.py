@@ -1,10 +1,19 @@
-"""The generated Avro readers give what fastavro gives, value for value (streams.avrodecode)."""
+"""The Avro readers give what fastavro gives, value for value (streams.avrodecode).
+
+Two readers are checked: the C one (`streams/_avrodecode.c`, walking a plan) and the
+generated Python one (its fallback and reference); `reader_kind` runs a test with each.
+Bad bytes (truncated anywhere, bad UTF-8, an unknown union branch or enum index, an
+overlong varint, absurd counts) must give a SerializationError from both, never a
+crash and never a value.
+"""
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 import random
+import struct
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +21,14 @@ import fastavro
 import pytest
 
 from connectors.serde import AvroDeserializer, SerializationError
-from streams.avrodecode import FastAvroDeserializer, Unsupported, compile_reader
+from streams.avrodecode import (
+    FastAvroDeserializer,
+    Unsupported,
+    compile_plan,
+    compile_reader,
+    compiled_module,
+    plan_reader,
+)
 from streams.fixtures import LAB_COLUMNS, LabChanges, MemoryRegistry
 
 TABLE_ROWS: dict[str, list[dict[str, Any]]] = {
@@ -44,6 +60,31 @@ TABLE_ROWS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+COMPILED = compiled_module()
+
+
+def test_the_c_reader_is_built() -> None:
+    # `make install` builds it (pyproject.toml ext-modules); a missing build would make
+    # every "c" case below silently test Python twice
+    assert COMPILED is not None and COMPILED.__name__ == "streams._avrodecode"
+
+
+@pytest.fixture(params=["c", "python"])
+def reader_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def deserializer(registry: Any, kind: str) -> FastAvroDeserializer:
+    return FastAvroDeserializer(registry, compiled=kind == "c")
+
+
+def make_reader(schema: Any, kind: str, fields: Any = None) -> Any:
+    if kind == "c":
+        assert COMPILED is not None
+        return plan_reader(COMPILED, schema, fields=fields)
+    return compile_reader(schema, fields=fields)
+
+
 def exact(value: Any) -> Any:
     """A structure whose equality also tells Decimal('1.0') from Decimal('1') and 1 from True."""
     if isinstance(value, dict):
@@ -71,17 +112,17 @@ def lab_records() -> tuple[MemoryRegistry, list[tuple[str, bytes, bytes]]]:
     return registry, records
 
 
-def test_every_lab_table_decodes_exactly_as_fastavro() -> None:
+def test_every_lab_table_decodes_exactly_as_fastavro(reader_kind: str) -> None:
     registry, records = lab_records()
-    old, new = AvroDeserializer(registry), FastAvroDeserializer(registry)
+    old, new = AvroDeserializer(registry), deserializer(registry, reader_kind)
     for _, key, value in records:
         assert exact(new.decode(value)) == exact(old.decode(value))
         assert exact(new.decode(key)) == exact(old.decode(key))
 
 
-def test_only_the_fields_asked_for_are_built() -> None:
+def test_only_the_fields_asked_for_are_built(reader_kind: str) -> None:
     registry, records = lab_records()
-    old, new = AvroDeserializer(registry), FastAvroDeserializer(registry)
+    old, new = AvroDeserializer(registry), deserializer(registry, reader_kind)
     wanted = frozenset({"op", "after", "source"})
     for _, _, value in records:
         full = old.decode(value)
@@ -135,9 +176,9 @@ def rich_datum(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def test_every_avro_type_reads_as_fastavro_reads_it() -> None:
+def test_every_avro_type_reads_as_fastavro_reads_it(reader_kind: str) -> None:
     parsed = fastavro.parse_schema(RICH_SCHEMA)
-    reader = compile_reader(json.loads(json.dumps(RICH_SCHEMA)))
+    reader = make_reader(json.loads(json.dumps(RICH_SCHEMA)), reader_kind)
     rng = random.Random(15)
     for _ in range(300):
         buffer = io.BytesIO()
@@ -149,9 +190,9 @@ def test_every_avro_type_reads_as_fastavro_reads_it() -> None:
         assert end == len(data)
 
 
-def test_truncated_or_corrupt_bytes_are_a_serialization_error() -> None:
+def test_truncated_or_corrupt_bytes_are_a_serialization_error(reader_kind: str) -> None:
     registry, records = lab_records()
-    new = FastAvroDeserializer(registry)
+    new = deserializer(registry, reader_kind)
     _, _, value = records[0]
     for cut in (6, len(value) // 2, len(value) - 1):
         with pytest.raises(SerializationError, match="does not match schema id"):
@@ -205,3 +246,124 @@ def test_the_worker_decodes_inline_once_a_schema_is_known() -> None:
     assert not readers.has_reader(value)  # the whole-value reader is another one
     again = decoder.decode(key, value, SourceCoordinates(topic, 0, 0))
     assert first == again and first is not None and first.table == "tenants"
+
+
+# -- the C reader against the Python one, on good and bad bytes ------------------------
+
+
+def rich_bytes(count: int, seed: int) -> list[bytes]:
+    parsed = fastavro.parse_schema(RICH_SCHEMA)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, rich_datum(rng))
+        out.append(buffer.getvalue())
+    return out
+
+
+def outcome(reader: Any, data: bytes) -> Any:
+    """(value, end) exactly, or "error" for any of the errors the deserializer reports."""
+    try:
+        value, end = reader(data, 0)
+    except (EOFError, ValueError, IndexError, KeyError, AttributeError, struct.error,
+            decimal.InvalidOperation):  # what FastAvroDeserializer reports
+        return "error"
+    return exact(value), end
+
+
+def test_the_c_reader_is_the_python_reader_on_every_cut_of_every_field() -> None:
+    # every prefix of a datum: both give the same value (a prefix that happens to be a
+    # whole datum), or both an error; the C reader never reads past the end
+    schema = json.loads(json.dumps(RICH_SCHEMA))
+    fast, slow = make_reader(schema, "c"), make_reader(schema, "python")
+    projected = [make_reader(schema, kind, fields={"text", "inner"}) for kind in ("c", "python")]
+    for data in rich_bytes(12, seed=3):
+        for cut in range(len(data) + 1):
+            assert outcome(fast, data[:cut]) == outcome(slow, data[:cut]), cut
+            assert outcome(projected[0], data[:cut]) == outcome(projected[1], data[:cut]), cut
+
+
+def test_random_corruption_is_an_error_or_the_python_readers_value() -> None:
+    schema = json.loads(json.dumps(RICH_SCHEMA))
+    fast, slow = make_reader(schema, "c"), make_reader(schema, "python")
+    rng = random.Random(7)
+    errors = 0
+    for data in rich_bytes(40, seed=5):
+        for _ in range(60):
+            spoiled = bytearray(data)
+            for _ in range(rng.randrange(1, 4)):
+                spoiled[rng.randrange(len(spoiled))] = rng.randrange(256)
+            got = outcome(fast, bytes(spoiled))
+            errors += got == "error"
+            if got != "error":  # the C reader is stricter only on 64-bit overflow
+                assert got == outcome(slow, bytes(spoiled))
+    assert errors > 100
+
+
+STRING_UNION = {"type": "record", "name": "U", "fields": [
+    {"name": "x", "type": ["null", "string"]},
+    {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}},
+    {"name": "n", "type": "long"},
+    {"name": "items", "type": {"type": "array", "items": "null"}}]}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\x02\x04\xff\xfe\x00\x00\x00", "can't decode byte 0xff"),  # bad UTF-8
+    (b"\x06", "union branch 3"),  # a branch the schema does not have
+    (b"\x01", "union branch -1"),
+    (b"\x00\x04\x00\x00", "enum index 2"),
+    (b"\x00\x00" + b"\xff" * 10 + b"\x01\x00", "varint"),  # longer than 10 bytes
+    (b"\x00\x00" + b"\xff" * 9 + b"\x7f\x00", "64 bits"),
+    (b"\x02\x03", "negative length"),
+    (b"\x02\x40abc", "truncated"),
+    (b"\x00\x00\x00\xfe\xff\xff\xff\xff\xff\xff\xff\x7f", "block of"),  # 2**62 nulls
+])
+def test_bad_bytes_are_one_clear_error(data: bytes, message: str) -> None:
+    registry = MemoryRegistry()
+    schema_id = registry.register("u-value", json.dumps(STRING_UNION))
+    framed = b"\x00" + schema_id.to_bytes(4, "big") + data
+    reader = FastAvroDeserializer(registry)
+    with pytest.raises(SerializationError, match=f"schema id {schema_id}: .*{message}"):
+        reader.decode(framed)
+    assert reader._module is not None  # the C reader said it
+
+
+def test_the_c_reader_reads_from_any_buffer_and_any_start() -> None:
+    schema = json.loads(json.dumps(RICH_SCHEMA))
+    reader = make_reader(schema, "c")
+    data = rich_bytes(1, seed=11)[0]
+    expected = reader(data, 0)
+    assert reader(b"junk" + data, 4) == (expected[0], expected[1] + 4)
+    assert reader(memoryview(bytearray(data)), 0) == expected
+    with pytest.raises(EOFError):
+        reader(data, len(data) + 1)
+    with pytest.raises(TypeError):
+        reader(data)
+
+
+def test_plans_are_unsupported_exactly_where_generated_readers_are() -> None:
+    recursive = {"type": "record", "name": "Node", "fields": [
+        {"name": "next", "type": ["null", "Node"]}]}
+    timestamp = {"type": "record", "name": "T", "fields": [
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+    for schema in (recursive, timestamp):
+        with pytest.raises(Unsupported):
+            compile_plan(schema)
+        with pytest.raises(Unsupported):
+            compile_reader(schema)
+    deep: dict[str, Any] = {"type": "array", "items": "long"}
+    for _ in range(80):
+        deep = {"type": "array", "items": deep}
+    assert COMPILED is not None
+    with pytest.raises(Unsupported, match="nested too deeply"):
+        plan_reader(COMPILED, deep)
+
+
+def test_speedups_off_means_the_python_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABSTREAM_CDC_SPEEDUPS", "0")
+    registry, records = lab_records()
+    reader = FastAvroDeserializer(registry)
+    assert reader._module is None
+    _, _, value = records[0]
+    assert exact(reader.decode(value)) == exact(AvroDeserializer(registry).decode(value))
