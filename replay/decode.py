@@ -29,6 +29,8 @@ class EnvelopeDecoder:
         self.avro = FastAvroDeserializer(registry)
 
     def decode(self, topic: str, data: bytes, *, is_key: bool) -> Any:
+        if data[:1] == b"\x00":  # Confluent-framed Avro, as decode_record_bytes decides
+            return self.avro.decode(data)
         try:
             return decode_record_bytes(data, self.avro.decode, is_key=is_key, where=topic)
         except UndecodableBytes as exc:

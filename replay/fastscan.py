@@ -22,6 +22,7 @@ from replay.exceptions import ReplayError
 from replay.kafka import STACK_HINT, bootstrap_servers
 from replay.record import Decoder, ReplayRecord
 from replay.selection import (
+    REPLAY_ID_HEADER,
     PartitionPlan,
     ScanStats,
     Selection,
@@ -65,7 +66,10 @@ def scan_fast(
     counters.planned += sum(p.size for p in remaining.values())
     if not remaining:
         return
-    prefilter = _prefilter(selection, decoder)
+    prefilter = _raw_prefilter(selection, decoder)
+    # without --offsets/--from/--to/--trace, `matches_raw` only looks at the headers
+    quick = not (selection.ranges or selection.from_ms is not None
+                 or selection.to_ms is not None or selection.trace_id)
     consumer = open_reader(bootstrap)
     try:
         consumer.assign([TopicPartition(t, p, item.start) for (t, p), item in remaining.items()])
@@ -90,15 +94,29 @@ def scan_fast(
                     continue
                 counters.scanned += 1
                 counters.positions[where] = offset
-                record = _record(message, where, offset)
                 if offset + 1 >= item.stop:
                     _done(consumer, remaining, where)
-                if not matches_raw(record, selection):
-                    count_left_out_replay(record, selection, counters)
-                    continue
-                if prefilter is not None and not prefilter(record):
-                    continue
-                if not matches(record.decode(decoder), selection):
+                headers = message.headers()
+                if quick:  # matches_raw is "not a replay's copy" only: no record built yet
+                    if headers and not selection.include_replays and _replay_copy(headers):
+                        count_left_out_replay(_record(message, where, offset, headers),
+                                              selection, counters)
+                        continue
+                    record = None
+                else:
+                    record = _record(message, where, offset, headers)
+                    if not matches_raw(record, selection):
+                        count_left_out_replay(record, selection, counters)
+                        continue
+                verdict = UNKNOWN
+                if prefilter is not None:
+                    verdict = prefilter(message.value(), where, offset, message)
+                    if verdict is DROP:
+                        continue
+                if record is None:
+                    record = _record(message, where, offset, headers)
+                if not matches(record.decode(decoder), selection,
+                               filter_passed=verdict is PASSED):
                     continue
                 counters.matched += 1
                 counters.undecodable += record.decode_error is not None
@@ -118,44 +136,85 @@ def scan_fast(
 
 
 _EXTRAS = ("topic", "partition", "offset", "timestamp")  # what `envelope()` adds
+# the pre-filter's verdicts: the filter is false / true on the value / not known here
+DROP, PASSED, UNKNOWN = "drop", "passed", "unknown"
+RawPrefilter = Callable[[bytes | None, tuple[str, int], int, Any], str]
 
 
-def _prefilter(selection: Selection, decoder: Decoder) -> Callable[[ReplayRecord], bool] | None:
+def _raw_prefilter(selection: Selection, decoder: Decoder) -> RawPrefilter | None:
     """`--filter` tested on the value's fields it names only, before the full decode.
 
     A record the filter rejects this way is rejected by the full test too (same
     fields, same values), so only the decoding of rejected records is saved: the
     value's other fields are skipped, not built (about half the decode of a CDC
-    envelope). With `key` in the filter, or a decoder without `decode_fields`, there
-    is no pre-filter. A record whose pre-filter decode fails goes to the full test,
-    which reports it undecodable. One difference, by design: a value whose named
-    fields decode but whose skipped text is not UTF-8 is left out by the filter
-    instead of listed as undecodable (skipping does not read the text).
+    envelope); and for a record it keeps (`PASSED`), the full test need not run the
+    filter again. With `key` in the filter, or a decoder without `decode_fields`,
+    there is no pre-filter. A record whose pre-filter decode fails is `UNKNOWN`: the
+    full test decides, and reports it undecodable. Skipped text is still checked as
+    UTF-8 (`streams.avrodecode`), so a projection fails where a full decode fails.
+
+    The returned function takes `(value bytes, (topic, partition), offset, message)`;
+    the message is only asked for its timestamp, when the filter names `timestamp`.
     """
     compiled = selection.compiled_filter
     decode_fields = getattr(decoder, "decode_fields", None)
     if compiled is None or decode_fields is None or "key" in compiled.names:
         return None
     fields = frozenset(compiled.names)
+    extras = any(name in compiled.names for name in _EXTRAS)
+    evaluate = compiled.matches
+
+    def verdict(value_bytes: bytes | None, where: tuple[str, int], offset: int,
+                message: Any) -> str:
+        if value_bytes is None:
+            return UNKNOWN  # a tombstone: the full test decides
+        try:
+            value = decode_fields(where[0], value_bytes, fields)
+        except Exception:  # the full decode reports it
+            return UNKNOWN
+        if type(value) is not dict:
+            if not isinstance(value, Mapping):
+                return UNKNOWN
+            value = dict(value)
+        if extras:  # a fresh dict from the decoder: completed in place, as envelope() does
+            for name, extra in zip(_EXTRAS, (where[0], where[1], offset,
+                                             message.timestamp()[1]), strict=True):
+                value.setdefault(name, extra)
+        return PASSED if evaluate(value) else DROP
+
+    return verdict
+
+
+def _prefilter(selection: Selection, decoder: Decoder) -> Callable[[ReplayRecord], bool] | None:
+    """The pre-filter on a `ReplayRecord`: False where the full test would drop it."""
+    raw = _raw_prefilter(selection, decoder)
+    if raw is None:
+        return None
+
+    class _Stamp:
+        def __init__(self, timestamp: int) -> None:
+            self._timestamp = timestamp
+
+        def timestamp(self) -> tuple[int, int]:
+            return (0, self._timestamp)
 
     def wanted(record: ReplayRecord) -> bool:
-        if record.value_bytes is None:
-            return True  # a tombstone: the full test decides
-        try:
-            value = decode_fields(record.topic, record.value_bytes, fields)
-        except Exception:  # the full decode reports it
-            return True
-        if not isinstance(value, Mapping):
-            return True
-        envelope = dict(value)
-        for name in _EXTRAS:
-            envelope.setdefault(name, getattr(record, name))
-        return compiled.matches(envelope)
+        return raw(record.value_bytes, (record.topic, record.partition), record.offset,
+                   _Stamp(record.timestamp)) is not DROP
 
     return wanted
 
 
-def _record(message: Any, where: tuple[str, int], offset: int) -> ReplayRecord:
+def _replay_copy(headers: list[tuple[str, Any]]) -> bool:
+    """Whether a `labstream-replay-id` header is there (`record.header(...)`'s rule)."""
+    for name, _ in headers:  # noqa: SIM110 (per record: no generator)
+        if name == REPLAY_ID_HEADER or name.lower() == REPLAY_ID_HEADER:
+            return True
+    return False
+
+
+def _record(message: Any, where: tuple[str, int], offset: int,
+            headers: list[tuple[str, bytes | None]] | None) -> ReplayRecord:
     return ReplayRecord(
         topic=where[0],
         partition=where[1],
@@ -163,8 +222,7 @@ def _record(message: Any, where: tuple[str, int], offset: int) -> ReplayRecord:
         timestamp=message.timestamp()[1],
         key_bytes=message.key(),
         value_bytes=message.value(),
-        headers=[(name, value if value is not None else b"")
-                 for name, value in (message.headers() or ())],
+        headers=[(name, value if value is not None else b"") for name, value in (headers or ())],
     )
 
 

@@ -423,8 +423,11 @@ def count_left_out_replay(record: ReplayRecord, selection: Selection, stats: Sca
         stats.replay_of = original.decode("utf-8", "replace")
 
 
-def matches(record: ReplayRecord, selection: Selection) -> bool:
-    """The criteria on a decoded record: key, op, filter (after `matches_raw`)."""
+def matches(record: ReplayRecord, selection: Selection, *, filter_passed: bool = False) -> bool:
+    """The criteria on a decoded record: key, op, filter (after `matches_raw`).
+
+    `filter_passed`: the scan's pre-filter found the filter true on this value's fields
+    already (the same fields decoded the same way), so it is not evaluated again."""
     if selection.keys and not any(record.key_matches(key) for key in selection.keys):
         return False
     if record.decode_error is not None:
@@ -433,4 +436,4 @@ def matches(record: ReplayRecord, selection: Selection) -> bool:
     if selection.ops and record.op not in selection.ops:
         return False
     compiled = selection.compiled_filter
-    return compiled is None or compiled.matches(record.envelope())
+    return compiled is None or filter_passed or compiled.matches(record.envelope())

@@ -459,6 +459,12 @@ def plan_reader(module: ModuleType, schema: Any, *,
     return reader
 
 
+# what a reader raises on bytes that do not match its schema (UnicodeDecodeError is a
+# ValueError): reported as one SerializationError naming the schema id
+_BODY_ERRORS = (EOFError, ValueError, IndexError, KeyError, AttributeError, struct.error,
+                decimal.InvalidOperation)
+
+
 class FastAvroDeserializer:
     """`connectors.serde.AvroDeserializer` with generated readers (falls back to fastavro)."""
 
@@ -468,6 +474,10 @@ class FastAvroDeserializer:
         self._module = compiled_module() if compiled else None
         self._readers: dict[int, Reader] = {}
         self._projections: dict[tuple[int, frozenset[str]], Reader] = {}
+        # the same readers by the 5 framing bytes (magic byte + schema id): one slice and
+        # one lookup per record instead of unpacking the id (the scan's hot path)
+        self._by_frame: dict[bytes, Reader] = {}
+        self._by_frame_fields: dict[tuple[bytes, frozenset[str]], Reader] = {}
 
     def schema_id(self, data: bytes) -> int:
         if len(data) < 5 or data[0] != 0:
@@ -490,20 +500,36 @@ class FastAvroDeserializer:
     def decode(self, data: bytes | None) -> Any:
         if data is None:
             return None
-        schema_id = self.schema_id(data)
-        reader = self._readers.get(schema_id)
+        reader = self._by_frame.get(data[:5])  # only framed bytes were ever stored
         if reader is None:
-            reader = self._readers[schema_id] = self._reader(schema_id, None)
-        return self._run(reader, data, schema_id)
+            schema_id = self.schema_id(data)  # raises for bytes that are not framed
+            reader = self._readers.get(schema_id)
+            if reader is None:
+                reader = self._readers[schema_id] = self._reader(schema_id, None)
+            self._by_frame[data[:5]] = reader
+        try:
+            return reader(data, 5)[0]
+        except _BODY_ERRORS as exc:
+            raise self._body_error(data, exc) from exc
 
     def decode_fields(self, data: bytes, fields: frozenset[str]) -> dict[str, Any]:
         """Only the top-level `fields` of a record (the others skipped, absent)."""
-        schema_id = self.schema_id(data)
-        reader = self._projections.get((schema_id, fields))
+        reader = self._by_frame_fields.get((data[:5], fields))
         if reader is None:
-            reader = self._projections[(schema_id, fields)] = self._reader(schema_id, fields)
-        value: dict[str, Any] = self._run(reader, data, schema_id)
+            schema_id = self.schema_id(data)
+            reader = self._projections.get((schema_id, fields))
+            if reader is None:
+                reader = self._projections[(schema_id, fields)] = self._reader(schema_id, fields)
+            self._by_frame_fields[(data[:5], fields)] = reader
+        try:
+            value: dict[str, Any] = reader(data, 5)[0]
+        except _BODY_ERRORS as exc:
+            raise self._body_error(data, exc) from exc
         return value
+
+    def _body_error(self, data: bytes, exc: Exception) -> SerializationError:
+        return SerializationError(f"Avro body does not match schema id {self.schema_id(data)}: "
+                                  f"{type(exc).__name__}: {exc}")
 
     def _reader(self, schema_id: int, fields: frozenset[str] | None) -> Reader:
         schema = json.loads(self.registry.get_schema(schema_id))
@@ -522,13 +548,3 @@ class FastAvroDeserializer:
                 return fastavro.schemaless_reader(io.BytesIO(data[pos:]), parsed, None), len(data)
 
             return with_fastavro
-
-    @staticmethod
-    def _run(reader: Reader, data: bytes, schema_id: int) -> Any:
-        try:
-            return reader(data, 5)[0]
-        except (EOFError, ValueError, IndexError, UnicodeDecodeError, KeyError, AttributeError,
-                struct.error, decimal.InvalidOperation) as exc:
-            raise SerializationError(
-                f"Avro body does not match schema id {schema_id}: {type(exc).__name__}: {exc}"
-            ) from exc

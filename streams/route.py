@@ -115,17 +115,22 @@ class _Context:
         )
 
 
-def _route_run(ctx: _Context) -> RouteOutcome:
-    row, enrichment = ctx.after, ctx.enriched.enrichment
-    common = {
+def _run_fields(row: Row) -> dict[str, Any]:
+    return {
         "run_id": row.get("id"),
         "experiment_id": row.get("experiment_id"),
         "instrument_id": row.get("instrument_id"),
         "started_at": _text(row.get("started_at")),
         "finished_at": _text(row.get("finished_at")),
     }
+
+
+def _route_run(ctx: _Context) -> RouteOutcome:
+    row, enrichment = ctx.after, ctx.enriched.enrichment
+    # the payload's common fields only for a change that routes (most do not)
     if ctx.became("status", "failed"):
-        return RouteOutcome([ctx.event(RUN_FAILED, {**common, "error": row.get("error")})])
+        return RouteOutcome([ctx.event(RUN_FAILED, {**_run_fields(row),
+                                                    "error": row.get("error")})])
     if not ctx.became("status", "completed"):
         return RouteOutcome([])
     experiment, instrument = enrichment.experiment, enrichment.instrument
@@ -140,7 +145,7 @@ def _route_run(ctx: _Context) -> RouteOutcome:
     if not is_hplc:
         return RouteOutcome([])
     peaks = _peaks(row.get("result"))
-    payload = {**common, "instrument_name": (instrument or {}).get("name"),
+    payload = {**_run_fields(row), "instrument_name": (instrument or {}).get("name"),
                "peaks": peaks, "peak_count": len(peaks)}
     return RouteOutcome([ctx.event(HPLC_COMPLETED, payload)])
 

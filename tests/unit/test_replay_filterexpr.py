@@ -258,3 +258,42 @@ events = st.fixed_dictionaries(
 @given(expressions, events)
 def test_random_safe_expressions_match_the_reference(node: Node, event: dict) -> None:
     assert compile_filter(node.text).matches(event) is reference(node, event)
+
+
+# -- the specialised closures give what the general ones give ---------------------------
+
+_SPECIAL_FILTERS = [
+    'after.kind == "hplc" and after.status == "completed" and op in ("c", "u")',
+    'after.status != "failed" or op not in ("d", "r")',
+    "after.error == null and before.error != None",
+    'op == "u" and source.table in ["runs", "experiments"]',
+    'after.kind == "1" or after.kind in ("True", "")',
+    'a.b.c == "x" or a == "x" or a.b in ("x",)',
+]
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(
+    ["hplc", "completed", "c", "u", "d", "runs", "x", "1", "True", "", "failed"]),
+    st.floats(allow_nan=False), st.lists(st.sampled_from(["x", "c"]), max_size=2))
+_ROWS = st.one_of(st.none(), st.text(max_size=3), st.dictionaries(
+    st.sampled_from(["kind", "status", "error", "table", "b", "c"]),
+    st.one_of(_VALUES, st.dictionaries(st.sampled_from(["c"]), _VALUES, max_size=1)),
+    max_size=5))
+_ENVELOPES = st.dictionaries(st.sampled_from(["op", "after", "before", "source", "a"]),
+                             st.one_of(_VALUES, _ROWS), max_size=5)
+
+
+@given(envelope=_ENVELOPES, text=st.sampled_from(_SPECIAL_FILTERS))
+@settings(max_examples=600, deadline=None)
+def test_specialised_filters_agree_with_the_general_closures(envelope: dict, text: str) -> None:
+    fast = compile_filter(text)
+    general = compile_filter(text, specialize=False)
+    assert fast.matches(envelope) == general.matches(envelope)
+    assert fast.names == general.names
+
+
+def test_specialised_filters_still_see_through_mappings_that_are_not_dicts() -> None:
+    from types import MappingProxyType
+
+    envelope = MappingProxyType({"after": MappingProxyType({"kind": "hplc", "status": "completed"}),
+                                 "op": "u"})
+    assert compile_filter(_SPECIAL_FILTERS[0]).matches(envelope)
+    assert compile_filter('after.kind in ("lc",)').matches(envelope) is False
