@@ -163,13 +163,19 @@ def _raw_prefilter(selection: Selection, decoder: Decoder) -> RawPrefilter | Non
     fields = frozenset(compiled.names)
     extras = any(name in compiled.names for name in _EXTRAS)
     evaluate = compiled.matches
+    # framed Avro straight to the reader (what EnvelopeDecoder.decode_fields does for
+    # it, minus two calls); any failure is UNKNOWN either way
+    avro_fields = getattr(getattr(decoder, "avro", None), "decode_fields", None)
 
     def verdict(value_bytes: bytes | None, where: tuple[str, int], offset: int,
                 message: Any) -> str:
         if value_bytes is None:
             return UNKNOWN  # a tombstone: the full test decides
         try:
-            value = decode_fields(where[0], value_bytes, fields)
+            if avro_fields is not None and value_bytes[:1] == b"\x00":
+                value = avro_fields(value_bytes, fields)
+            else:
+                value = decode_fields(where[0], value_bytes, fields)
         except Exception:  # the full decode reports it
             return UNKNOWN
         if type(value) is not dict:
