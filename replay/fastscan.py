@@ -75,7 +75,11 @@ def scan_fast(
         consumer.assign([TopicPartition(t, p, item.start) for (t, p), item in remaining.items()])
         empty = 0
         while remaining and empty < idle_polls:
-            messages = consumer.consume(BATCH, timeout=1.0)
+            # consume() returns when it has this many or after the timeout: asking for
+            # more than the plan still holds waited out the whole second on every scan's
+            # last batch (and on any --limit that ends a scan early)
+            wanted = max(1, min(BATCH, still_planned(remaining, counters.positions)))
+            messages = consumer.consume(wanted, timeout=1.0)
             empty = 0 if messages else empty + 1
             for message in messages:
                 error = message.error()
@@ -133,6 +137,16 @@ def scan_fast(
             )
     finally:
         consumer.close()
+
+
+def still_planned(remaining: Mapping[tuple[str, int], PartitionPlan],
+                  positions: Mapping[tuple[str, int], int]) -> int:
+    """How many records the unfinished partitions' plans still hold (an upper bound of
+    what is left to read: offsets may have gaps)."""
+    total = 0
+    for where, item in remaining.items():
+        total += item.stop - max(item.start, positions.get(where, item.start - 1) + 1)
+    return total
 
 
 _EXTRAS = ("topic", "partition", "offset", "timestamp")  # what `envelope()` adds

@@ -54,3 +54,14 @@ def test_filter_names_and_when_there_is_no_prefilter() -> None:
     decoder, _ = _records()
     assert _prefilter(Selection(topics=("t",), filter_text='key.id == "run-1"'), decoder) is None
     assert _prefilter(Selection(topics=("t",)), decoder) is None
+
+
+def test_still_planned_counts_what_the_unfinished_plans_hold() -> None:
+    from replay.fastscan import still_planned
+    from replay.selection import PartitionPlan
+
+    plans = {("t", 0): PartitionPlan("t", 0, 10, 20), ("t", 1): PartitionPlan("t", 1, 0, 5)}
+    assert still_planned(plans, {}) == 15
+    assert still_planned(plans, {("t", 0): 14}) == 5 + 5  # read up to 14: 15..19 left
+    assert still_planned(plans, {("t", 0): 3}) == 15  # a position before the plan's start
+    assert still_planned({}, {}) == 0
