@@ -66,12 +66,12 @@ def scan_fast(
     counters.planned += sum(p.size for p in remaining.values())
     if not remaining:
         return
-    prefilter = _raw_prefilter(selection, decoder)
-    # without --offsets/--from/--to/--trace, `matches_raw` only looks at the headers
-    quick = not (selection.ranges or selection.from_ms is not None
-                 or selection.to_ms is not None or selection.trace_id)
     consumer = open_reader(bootstrap)
     try:
+        prefilter = _raw_prefilter(selection, decoder)
+        # without --offsets/--from/--to/--trace, `matches_raw` only looks at the headers
+        quick = not (selection.ranges or selection.from_ms is not None
+                     or selection.to_ms is not None or selection.trace_id)
         consumer.assign([TopicPartition(t, p, item.start) for (t, p), item in remaining.items()])
         empty = 0
         while remaining and empty < idle_polls:
