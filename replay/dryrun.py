@@ -45,7 +45,7 @@ from streams.trigger import decide, parse_rules
 RERUN_STATUSES = ("failed", "timed_out", "launch_failed")
 
 
-@dataclass
+@dataclass(slots=True)  # one or more per record, all held for the report
 class DecisionView:
     """One decision, then or now, reduced to what a person compares."""
 
@@ -93,7 +93,7 @@ class DecisionView:
         }
 
 
-@dataclass
+@dataclass(slots=True)  # one or more per record, all held for the report
 class RecordOutcome:
     record: ReplayRecord
     status: str  # routed | not_routed | undecodable | tombstone | not_a_change
