@@ -15,7 +15,8 @@ other than `decimal`) is read with fastavro, so nothing is ever rejected for spe
 
 Faster still, where built: `compile_plan(schema)` makes a *plan* (nested tuples) by
 the same rules, and `streams/_avrodecode.c` walks it in C (`plan_reader`): the same
-values, ≈ 10x less CPU per envelope (docs/BENCHMARKS.md, "Replay speed, C decoder").
+values at a sixth of the generated reader's CPU (1.6 vs 10.2 µs for a `runs`
+envelope; docs/BENCHMARKS.md, "Issue 15 item 5, session 3").
 The generated Python reader stays the fallback (C module not built, or
 `LABSTREAM_CDC_SPEEDUPS=0`, which turns every compiled path off) and the reference
 the C reader is tested against.

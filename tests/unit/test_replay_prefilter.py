@@ -65,3 +65,32 @@ def test_still_planned_counts_what_the_unfinished_plans_hold() -> None:
     assert still_planned(plans, {("t", 0): 14}) == 5 + 5  # read up to 14: 15..19 left
     assert still_planned(plans, {("t", 0): 3}) == 15  # a position before the plan's start
     assert still_planned({}, {}) == 0
+
+
+def test_bad_text_in_a_field_the_filter_does_not_name_is_still_reported() -> None:
+    # the projection skips `before` but still checks its text as UTF-8 (both readers),
+    # so the record is not dropped by the pre-filter: the full decode lists it undecodable
+    import pytest
+
+    from streams.fixtures import LabChanges, MemoryRegistry
+
+    registry = MemoryRegistry()
+    row = {"id": "run-1", "experiment_id": "e", "instrument_id": "i", "status": "completed"}
+    topic, key, value = LabChanges(registry).encode(
+        "runs", "u", row, {**row, "status": "running", "error": "ZZZZ"}, lsn=7)
+    assert value is not None and value.count(b"ZZZZ") == 1
+    spoiled = value.replace(b"ZZZZ", b"\xff\xfe\xff\xfe")
+    selection = Selection(topics=(topic,), filter_text='after.status == "completed"')
+    for speedups in ("1", "0"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LABSTREAM_CDC_SPEEDUPS", speedups)
+            decoder = EnvelopeDecoder(registry)
+        assert (decoder.avro._module is not None) == (speedups == "1")
+        prefilter = _prefilter(selection, decoder)
+        assert prefilter is not None
+        record = ReplayRecord(topic, 0, 1, COMMIT_MS, key, spoiled, [])
+        assert prefilter(record)  # not dropped ...
+        assert matches(record.decode(decoder), selection)
+        assert record.decode_error is not None and "UnicodeDecodeError" in record.decode_error
+        intact = ReplayRecord(topic, 0, 2, COMMIT_MS, key, value, [])
+        assert prefilter(intact) and matches(intact.decode(decoder), selection)
