@@ -329,11 +329,12 @@ def read_decisions(
     from streams.config import WorkerSettings
 
     topic = WorkerSettings().decisions_topic
-    if topic not in session.consumer.topics():
+    offsets = session.offsets  # topics and offsets from librdkafka (replay.offsets)
+    if topic not in offsets.topics():
         return []
     selection = Selection(topics=(topic,), from_ms=since_ms)
     try:
-        plans: list[PartitionPlan] = plan(selection, session.consumer)
+        plans: list[PartitionPlan] = plan(selection, offsets)
     except Exception:  # an empty window: nothing was decided since
         return []
     found = []

@@ -34,7 +34,7 @@ from replay.selection import (
 BATCH = 5000
 
 
-def open_reader(bootstrap: str | None) -> Any:
+def open_reader(bootstrap: str | None, overrides: Mapping[str, Any] | None = None) -> Any:
     from confluent_kafka import Consumer
 
     return Consumer({
@@ -46,6 +46,7 @@ def open_reader(bootstrap: str | None) -> Any:
         "fetch.wait.max.ms": 50,  # a bounded range already written: do not wait for more
         "queued.max.messages.kbytes": 65536,
         "enable.partition.eof": True,
+        **(overrides or {}),
     })
 
 

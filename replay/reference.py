@@ -103,7 +103,8 @@ def reference_from_topics(session: Any) -> tuple[Any, list[Any]]:
     from streams.topics import worker_topics
 
     topics = worker_topics(WorkerSettings()).reference_topics  # topic -> table
-    existing = session.consumer.topics()
+    offsets = session.offsets  # topics and offsets from librdkafka (replay.offsets)
+    existing = offsets.topics()
     missing = [topic for topic in topics if topic not in existing]
     if missing:
         raise SelectionError(
@@ -113,7 +114,7 @@ def reference_from_topics(session: Any) -> tuple[Any, list[Any]]:
         )
     store = ReferenceStore()
     everything = Selection(topics=tuple(topics))
-    for record in session.scan(plan(everything, session.consumer), everything):
+    for record in session.scan(plan(everything, offsets), everything):
         change = change_record(record)
         if change is not None:
             store.apply_change(change)

@@ -18,6 +18,7 @@ from replay.decode import EnvelopeDecoder, decoder_from_settings
 from replay.exceptions import ReplayStateError, SelectionError
 from replay.fastscan import scan_fast
 from replay.kafka import ensure_topic, open_consumer, open_producer, partition_count
+from replay.offsets import LibrdkafkaOffsets
 from replay.record import Decoder, ReplayRecord
 from replay.redrive import Redrive, RedriveOptions, find_already_produced, resume_plans
 from replay.selection import PartitionPlan, ScanStats, Selection, plan
@@ -52,11 +53,20 @@ class Session:
     database_url: str | None = None
     decoder: Decoder | None = None
     consumer: Any = None
+    _offsets: LibrdkafkaOffsets | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.consumer = self.consumer or open_consumer(self.bootstrap)
         if self.decoder is None:
             self.decoder = decoder_from_settings(self.database_url)
+
+    @property
+    def offsets(self) -> Any:
+        """What `selection.plan` asks (topics, partitions, offsets) answered by librdkafka
+        (`replay.offsets`: ≈ 100 ms less per question than `self.consumer`)."""
+        if self._offsets is None:
+            self._offsets = LibrdkafkaOffsets(self.consumer, self.bootstrap)
+        return self._offsets
 
     def scan(
         self, plans: list[PartitionPlan], selection: Selection, stats: ScanStats | None = None
@@ -68,6 +78,9 @@ class Session:
         yield from scan_fast(plans, selection, self.decoder, self.bootstrap, stats=stats)
 
     def close(self) -> None:
+        if self._offsets is not None:
+            with contextlib.suppress(Exception):
+                self._offsets.close()
         with contextlib.suppress(Exception):
             self.consumer.close()
         registry = getattr(getattr(self.decoder, "avro", None), "registry", None)
@@ -97,7 +110,7 @@ class Scan:
 
 
 def start_scan(session: Session, selection: Selection) -> Scan:
-    return Scan(session, selection, plan(selection, session.consumer))
+    return Scan(session, selection, plan(selection, session.offsets))
 
 
 def count_matches(session: Session, selection: Selection) -> ScanStats:
@@ -122,7 +135,7 @@ def execute(
     on_start: Callable[[store.ReplayRow], None] | None = None,
 ) -> tuple[store.ReplayRow, Redrive]:
     """Plan, confirm if production topics are hit, record the replay, re-drive it."""
-    plans = plan(selection, session.consumer)
+    plans = plan(selection, session.offsets)
     source_topics = list(dict.fromkeys(item.topic for item in plans))
     targets = target_topics(source_topics, options)
     production = [topic for topic in targets if is_production_topic(topic)]

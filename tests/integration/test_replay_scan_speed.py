@@ -51,8 +51,8 @@ def test_a_scan_asks_for_no_more_than_its_plan_holds(
     spies: list[_Spy] = []
     real_open = fastscan.open_reader
 
-    def spying_open(bootstrap: Any) -> _Spy:
-        spies.append(_Spy(real_open(bootstrap)))
+    def spying_open(bootstrap: Any, overrides: Any = None) -> _Spy:
+        spies.append(_Spy(real_open(bootstrap, overrides)))
         return spies[-1]
 
     monkeypatch.setattr(fastscan, "open_reader", spying_open)
@@ -83,3 +83,39 @@ def test_the_c_reader_and_the_python_reader_scan_and_dry_run_alike(
     python = run()
     assert compiled == python
     assert len(compiled[0]) == 13 and sum(1 for r in compiled[0] if r[3]) == 1
+
+
+def test_librdkafka_plans_exactly_as_kafka_python(odd_topic: str, kafka_bootstrap: str) -> None:
+    from dataclasses import replace
+
+    from replay.exceptions import EmptySelection, SelectionError
+    from replay.offsets import LibrdkafkaOffsets
+    from replay.selection import Selection, plan
+
+    with Session() as session:
+        fast = session.offsets
+        assert isinstance(fast, LibrdkafkaOffsets)
+        assert fast.topics() == session.consumer.topics()
+        assert odd_topic in fast.topics() and "__consumer_offsets" not in fast.topics()
+        assert fast.partitions_for_topic(odd_topic) == {0, 1, 2}
+        assert fast.partitions_for_topic("no.such.topic") is None
+        whole = build_selection(topics=[odd_topic])
+        selections = [
+            whole,
+            replace(whole, from_ms=BASE_MS + 4, to_ms=BASE_MS + 9),
+            replace(whole, from_ms=BASE_MS + 12),
+            build_selection(offsets=[f"{odd_topic}:1:1-2", f"{odd_topic}:2:3-"]),
+        ]
+        for selection in selections:
+            made = plan(selection, fast)
+            assert made == plan(selection, session.consumer), selection
+            assert made, selection
+        for selection in (replace(whole, from_ms=BASE_MS + 10_000),
+                          Selection(topics=(odd_topic.replace("runs", "runz"),)),
+                          build_selection(offsets=[f"{odd_topic}:7:0-"])):
+            errors = []
+            for consumer in (fast, session.consumer):
+                with pytest.raises((EmptySelection, SelectionError)) as caught:
+                    plan(selection, consumer)
+                errors.append(caught.value.message)
+            assert errors[0] == errors[1], selection
