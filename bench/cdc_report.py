@@ -64,21 +64,29 @@ def _verdicts(medians: dict[str, dict[str, float]]) -> list[str]:
         return float(medians.get(label, {}).get(key, float("nan")))
 
     lines = []
-    tuned, stock = get("debezium-tuned", "bulk_rows_per_s"), get("debezium", "bulk_rows_per_s")
+    # BENCHMARKING.md's reference is `debezium-tuned`; with `debezium-tuned-lz4` (the same
+    # lz4 batches as labstream's default) measured too, the goal is judged against each
+    tuned_labels = [label for label in ("debezium-tuned", "debezium-tuned-lz4")
+                    if _known(get(label, "bulk_rows_per_s"))] or ["debezium-tuned"]
+    tuned_label = tuned_labels[0]
+    tuned, stock = get(tuned_label, "bulk_rows_per_s"), get("debezium", "bulk_rows_per_s")
     ours_json = get("labstream-json", "bulk_rows_per_s")
-    if _known(ours_json, tuned):
-        ratio = ours_json / tuned
-        lines.append(
-            f"- JSON bulk vs tuned Debezium: {ratio:.2f}x (goal ≥ {JSON_BULK_VS_TUNED}x): "
-            + _verdict(ratio >= JSON_BULK_VS_TUNED)
-        )
+    for label in tuned_labels:
+        reference = get(label, "bulk_rows_per_s")
+        if _known(ours_json, reference):
+            ratio = ours_json / reference
+            lines.append(
+                f"- JSON bulk vs tuned Debezium ({label}): {ratio:.2f}x (goal ≥ "
+                f"{JSON_BULK_VS_TUNED}x): " + _verdict(ratio >= JSON_BULK_VS_TUNED)
+            )
     for label in ("labstream-json", "labstream-avro"):
         ours = get(label, "bulk_rows_per_s")
-        cpu_ratio = get("debezium-tuned", "bulk_cpu_s") / get(label, "bulk_cpu_s")
-        if _known(ours, tuned, stock, cpu_ratio):
+        cpu_ratio = get(tuned_label, "bulk_cpu_s") / get(label, "bulk_cpu_s")
+        if _known(ours, tuned, cpu_ratio):
+            vs_stock = f", {ours / stock:.2f}x stock Debezium" if _known(stock) else ""
             lines.append(
-                f"- {label} bulk: {ours / tuned:.2f}x tuned Debezium, {ours / stock:.2f}x "
-                f"stock Debezium; {cpu_ratio:.1f}x less CPU than tuned Debezium per row"
+                f"- {label} bulk: {ours / tuned:.2f}x tuned Debezium{vs_stock}; "
+                f"{cpu_ratio:.1f}x less CPU than tuned Debezium per row"
             )
     avro = get("labstream-avro", "bulk_rows_per_s")
     if _known(avro):

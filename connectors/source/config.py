@@ -110,7 +110,12 @@ class CdcSettings(BaseSettings):
     )
     linger_ms: int = Field(default=5, ge=0, description="Producer linger.ms.")
     batch_size: int = Field(default=1_000_000, ge=1, description="Producer batch.size (bytes).")
-    compression_type: str = Field(default="none", description="Producer compression.type.")
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="lz4",
+        description="Producer compression.type. lz4 by default: JsonConverter records repeat "
+        "their schema, and lz4 batches cut the broker's work per record (docs/BENCHMARKS.md); "
+        "every Kafka client reads it (kafka-python with `lz4`, aiokafka with `cramjam`).",
+    )
     feedback_interval_ms: int = Field(
         default=100,
         ge=10,
