@@ -467,7 +467,8 @@ _BODY_ERRORS = (EOFError, ValueError, IndexError, KeyError, AttributeError, stru
 
 
 class FastAvroDeserializer:
-    """`connectors.serde.AvroDeserializer` with generated readers (falls back to fastavro)."""
+    """`connectors.serde.AvroDeserializer` with the C reader where it is built, else the
+    generated Python readers, else fastavro (schemas neither covers)."""
 
     def __init__(self, registry: SchemaRegistry, *, compiled: bool = True) -> None:
         """`compiled=False`: the generated Python readers even where the C one is built."""
