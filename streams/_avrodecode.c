@@ -154,10 +154,44 @@ fail:
 
 /* ---- reading ---------------------------------------------------------------------- */
 
+/* Short ASCII text repeats from record to record (table and schema names, ops,
+   statuses, kinds): each Reader keeps the last str it made per hash slot and hands
+   out the same (immutable) object again when the bytes are equal, instead of
+   decoding and allocating a new one. Equal values either way; a dry run holding
+   every record also holds one copy of each instead of thousands. */
+#define TEXT_CACHE_SLOTS 512  /* a power of two */
+#define TEXT_CACHE_MAX_LEN 32
+
 typedef struct {
     const unsigned char *data;
     Py_ssize_t pos, end;
+    PyObject **texts;  /* the Reader's TEXT_CACHE_SLOTS slots */
 } Cursor;
+
+static PyObject *make_text(Cursor *c, const unsigned char *p, Py_ssize_t n) {
+    if (n > TEXT_CACHE_MAX_LEN)
+        return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    uint32_t hash = 2166136261u;  /* FNV-1a */
+    unsigned char high = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        high |= p[i];
+        hash = (hash ^ p[i]) * 16777619u;
+    }
+    if (high & 0x80)  /* not ASCII: decoded (and checked) every time */
+        return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    PyObject **slot = &c->texts[(hash ^ (uint32_t)n) & (TEXT_CACHE_SLOTS - 1)];
+    PyObject *known = *slot;
+    if (known != NULL && PyUnicode_GET_LENGTH(known) == n
+            && memcmp(PyUnicode_1BYTE_DATA(known), p, (size_t)n) == 0) {
+        Py_INCREF(known);
+        return known;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (text == NULL) return NULL;
+    Py_INCREF(text);
+    Py_XSETREF(*slot, text);
+    return text;
+}
 
 static int truncated(Cursor *c) {
     PyErr_Format(PyExc_EOFError, "truncated: needs more than the %zd bytes there are", c->end);
@@ -277,7 +311,7 @@ static PyObject *read_sequence(Node *node, Cursor *c, int build) {
                 if (read_length(c, &n) < 0) goto fail;
                 if (n > c->end - c->pos) { truncated(c); goto fail; }
                 if (build) {
-                    key = PyUnicode_DecodeUTF8((const char *)c->data + c->pos, n, NULL);
+                    key = make_text(c, c->data + c->pos, n);
                     if (key == NULL) goto fail;
                 } else if (utf8_check(c->data + c->pos, n) < 0) {
                     goto fail;
@@ -340,7 +374,7 @@ static PyObject *read_node(Node *node, Cursor *c, int build) {
         if (node->kind == K_BYTES)
             return build ? PyBytes_FromStringAndSize((const char *)p, n) : Py_None;
         if (!build) return utf8_check(p, n) < 0 ? NULL : Py_None;
-        return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+        return make_text(c, p, n);
     }
     case K_FIXED: {
         if (c->end - c->pos < node->size) { truncated(c); return NULL; }
@@ -399,6 +433,7 @@ typedef struct {
     PyObject_HEAD
     Node *root;
     PyObject *plan;  /* keeps the borrowed names, symbols and callables alive */
+    PyObject *texts[TEXT_CACHE_SLOTS];  /* see make_text */
     vectorcallfunc vectorcall;
 } Reader;
 
@@ -428,6 +463,7 @@ static PyObject *reader_vectorcall(PyObject *self, PyObject *const *args, size_t
         PyErr_SetString(PyExc_EOFError, "truncated: start position past the end");
     } else {
         c.pos = pos;
+        c.texts = ((Reader *)self)->texts;
         PyObject *value = read_node(((Reader *)self)->root, &c, 1);
         if (value != NULL) {
             PyObject *next = PyLong_FromSsize_t(c.pos);
@@ -457,6 +493,7 @@ static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 
 static void reader_dealloc(Reader *self) {
     node_free(self->root);
+    for (int i = 0; i < TEXT_CACHE_SLOTS; i++) Py_CLEAR(self->texts[i]);
     Py_XDECREF(self->plan);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

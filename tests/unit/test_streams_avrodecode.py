@@ -367,3 +367,26 @@ def test_speedups_off_means_the_python_reader(monkeypatch: pytest.MonkeyPatch) -
     assert reader._module is None
     _, _, value = records[0]
     assert exact(reader.decode(value)) == exact(AvroDeserializer(registry).decode(value))
+
+
+def test_texts_the_c_reader_reuses_are_always_the_right_ones() -> None:
+    # short ASCII text is handed out again from a per-reader table (512 slots): many
+    # distinct, repeated and colliding strings, keys and values, read several times
+    schema = {"type": "record", "name": "Texts", "fields": [
+        {"name": "items", "type": {"type": "array", "items": "string"}},
+        {"name": "counts", "type": {"type": "map", "values": ["null", "string"]}}]}
+    rng = random.Random(4)
+    alphabet = "ab\x00~Z"
+    parsed = fastavro.parse_schema(schema)
+    fast, slow = make_reader(schema, "c"), make_reader(schema, "python")
+    for _ in range(6):
+        words = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 34)))
+                 for _ in range(3000)]
+        words += ["é" + word for word in words[:50]]  # not ASCII: never reused
+        datum = {"items": words, "counts": {word: rng.choice([None, word[::-1]])
+                                            for word in words[:800]}}
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, datum)
+        data = buffer.getvalue()
+        assert fast(data, 0) == slow(data, 0)
+        assert fast(data, 0)[0] == datum
