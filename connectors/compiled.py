@@ -12,11 +12,12 @@ import os
 from types import ModuleType
 
 
-def load() -> ModuleType | None:
-    """The compiled module, or None (switched off, or not built: pure Python then)."""
+def load(module: str = "connectors._speedups") -> ModuleType | None:
+    """The compiled `module`, or None (switched off, or not built: pure Python then).
+    Also loads the replay/worker Avro reader (`streams._avrodecode`)."""
     if os.environ.get("LABSTREAM_CDC_SPEEDUPS", "1") == "0":
         return None
     try:
-        return importlib.import_module("connectors._speedups")
+        return importlib.import_module(module)
     except ImportError:
         return None

@@ -30,10 +30,8 @@ reads only the top-level fields asked for and skips the others (a scan filtering
 from __future__ import annotations
 
 import decimal
-import importlib
 import io
 import json
-import os
 import re
 import struct
 from collections.abc import Callable, Collection
@@ -42,6 +40,7 @@ from typing import Any
 
 import fastavro
 
+from connectors.compiled import load
 from connectors.registry.base import SchemaRegistry
 from connectors.serde import SerializationError
 
@@ -161,13 +160,8 @@ class _Generator:
             return self.named(schema, namespace, indent, target)
         if not isinstance(schema, dict):
             raise Unsupported(f"schema {schema!r}")
-        kind = schema.get("type")
-        logical = schema.get("logicalType")
+        kind, logical = _kind_and_logical(schema)
         if kind in _PRIMITIVES or kind == "fixed":
-            if logical is not None and not (logical == "decimal" and kind in ("bytes", "fixed")):
-                if f"{kind}-{logical}" in _FASTAVRO_LOGICAL:
-                    raise Unsupported(f"logical type {logical}")
-                logical = None  # fastavro ignores logical types it does not know
             if kind == "fixed":
                 self.register(schema, namespace)
                 self.emit(indent, f"{target} = data[pos:pos + {int(schema['size'])}]")
@@ -308,6 +302,19 @@ _FASTAVRO_LOGICAL = {"long-timestamp-millis", "long-local-timestamp-millis",
                      "string-uuid", "int-time-millis", "long-time-micros"}
 
 
+def _kind_and_logical(schema: dict[str, Any]) -> tuple[Any, Any]:
+    """The type and the logical type both readers honour: fastavro's logical types they
+    do not cover are Unsupported, others (unknown to fastavro too) are ignored."""
+    kind = schema.get("type")
+    logical = schema.get("logicalType")
+    if (kind in _PRIMITIVES or kind == "fixed") and logical is not None and not (
+            logical == "decimal" and kind in ("bytes", "fixed")):
+        if f"{kind}-{logical}" in _FASTAVRO_LOGICAL:
+            raise Unsupported(f"logical type {logical}")
+        logical = None  # fastavro ignores logical types it does not know
+    return kind, logical
+
+
 def _full(name: str, namespace: str | None) -> str:
     return name if "." in name or not namespace else f"{namespace}.{name}"
 
@@ -376,13 +383,8 @@ class _Planner:
             return self.named(schema, namespace)
         if not isinstance(schema, dict):
             raise Unsupported(f"schema {schema!r}")
-        kind = schema.get("type")
-        logical = schema.get("logicalType")
+        kind, logical = _kind_and_logical(schema)
         if kind in _PRIMITIVES or kind == "fixed":
-            if logical is not None and not (logical == "decimal" and kind in ("bytes", "fixed")):
-                if f"{kind}-{logical}" in _FASTAVRO_LOGICAL:
-                    raise Unsupported(f"logical type {logical}")
-                logical = None  # fastavro ignores logical types it does not know
             if kind == "fixed":
                 self.register(schema, namespace)
                 raw: Plan = (_P_FIXED, int(schema["size"]))
@@ -440,12 +442,7 @@ def compile_plan(schema: Any, *, fields: Collection[str] | None = None) -> Plan:
 
 def compiled_module() -> ModuleType | None:
     """`streams._avrodecode`, or None: not built, or `LABSTREAM_CDC_SPEEDUPS=0`."""
-    if os.environ.get("LABSTREAM_CDC_SPEEDUPS", "1") == "0":
-        return None
-    try:
-        return importlib.import_module("streams._avrodecode")
-    except ImportError:
-        return None
+    return load("streams._avrodecode")
 
 
 def plan_reader(module: ModuleType, schema: Any, *,
