@@ -130,7 +130,8 @@ def test_offsets_acknowledged_out_of_order_still_give_first_and_last() -> None:
     (span,) = exporter.get_finished_spans()
     assert (span.attributes["messaging.kafka.offset"], span.attributes["lab.kafka.offset.last"]) \
         == (20, 22)
-    assert span.name == "send lab.a" and span.attributes["messaging.destination.partition.id"] == "2"
+    assert span.name == "send lab.a"
+    assert span.attributes["messaging.destination.partition.id"] == "2"
 
 
 def test_a_failed_record_makes_the_same_error_span_on_both_paths() -> None:
@@ -200,7 +201,7 @@ def test_the_configured_sampler_decides_as_for_any_span(sampler: Sampler | None,
     if expected.trace_flags.sampled:
         (span,) = spans
         assert span.context.trace_state == expected.trace_state
-        assert {k: v for k, v in reference.attributes.items()}.items() <= span.attributes.items()
+        assert dict(reference.attributes).items() <= span.attributes.items()
     else:
         assert spans == ()
 
