@@ -32,7 +32,14 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceState,
+)
 
 from tracing import semconv
 from tracing.propagation import kafka_trace_headers
@@ -219,6 +226,7 @@ class _SdkTxSpan:
         else:  # the records' context had no valid span: the SDK starts a new trace
             trace_id = tracer.id_generator.generate_trace_id()
             random_id = tracer.id_generator.is_trace_id_random()
+        trace_state: TraceState | None
         if tracer.sampler is DEFAULT_ON and parent_span.is_valid:
             # the default policy, parentbased_always_on, decided without its three calls:
             # the parent's sampled flag, its tracestate, no attributes
