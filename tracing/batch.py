@@ -49,6 +49,7 @@ SPAN_NAME = "send"
 _KIND = SpanKind.PRODUCER
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+_UNSET = Status(StatusCode.UNSET)
 
 
 class TxSendSpan:
@@ -60,6 +61,8 @@ class TxSendSpan:
         "_on_delivered",
         "_operations",
         "_partitions",
+        "_seen",
+        "_seen_at",
         "_tables",
         "_topics",
         "ended",
@@ -91,6 +94,8 @@ class TxSendSpan:
         self._tables: set[Any] = set()
         self._operations: set[str] = set()
         self._partitions: dict[tuple[str, int], list[int]] = {}  # [first, last, count]
+        self._seen_at: tuple[str | None, int] = (None, -1)  # the last acknowledged's key
+        self._seen: list[int] = []  # and its entry in _partitions
 
     def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
         """One more record of the batch is being produced (`table`: anything whose str()
@@ -115,19 +120,21 @@ class TxSendSpan:
             if self.error is None:
                 self.error = err
         elif self.recording and msg is not None:
-            where = (msg.topic(), msg.partition())
-            offset = msg.offset()
-            seen = self._partitions.get(where)
-            if seen is None:
-                self._partitions[where] = [offset, offset, 1]
-            else:
-                # Kafka acknowledges a partition's records in order (idempotent
-                # producer), so this is mostly the `last` branch; compare, not min/max
-                if offset > seen[1]:
-                    seen[1] = offset
-                elif offset < seen[0]:
-                    seen[0] = offset
-                seen[2] += 1
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            seen = self._seen
+            # consecutive acknowledgements are mostly of one partition: then two compares
+            # instead of a (topic, partition) key, its hash and a dict look-up per record
+            if partition != self._seen_at[1] or topic != self._seen_at[0]:
+                where = (topic, partition)
+                seen = self._partitions.setdefault(where, [offset, offset, 0])
+                self._seen, self._seen_at = seen, where
+            # Kafka acknowledges a partition's records in order (idempotent producer), so
+            # this is mostly the `last` branch; compare, not min/max
+            if offset > seen[1]:
+                seen[1] = offset
+            elif offset < seen[0]:
+                seen[0] = offset
+            seen[2] += 1
         if self.outstanding <= 0:  # the last one so far: the span may end at this time
             self.last_ack_ns = time.time_ns()
         self._on_delivered(err, msg)
@@ -273,7 +280,7 @@ class _SdkTxSpan:
         tracer.span_processor.on_end(ReadableSpan(
             name=tx.name(), context=self.context, parent=self.parent if self.parent.is_valid
             else None, resource=tracer.resource, attributes=attributes, events=events,
-            kind=_KIND, status=tx.status() or Status(StatusCode.UNSET), start_time=self.start_ns,
+            kind=_KIND, status=tx.status() or _UNSET, start_time=self.start_ns,
             end_time=end_ns, instrumentation_scope=tracer._instrumentation_scope,
         ))
 

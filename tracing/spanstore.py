@@ -23,6 +23,7 @@ import orjson
 import psycopg
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, StatusCode
 
 from base.logs import kv
 
@@ -121,6 +122,11 @@ def _links_json(links: Sequence[Any]) -> str:
     ]) if links else "[]"
 
 
+# an enum's .name is a descriptor call; these are plain look-ups
+_KIND_NAMES = {kind: kind.name for kind in SpanKind}
+_STATUS_NAMES = {code: code.name for code in StatusCode}
+
+
 def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
     """One `labstream.spans` row (in COLUMNS order) for a finished span."""
     span_context = span.get_span_context()
@@ -136,11 +142,11 @@ def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
         f"{span_context.span_id:016x}",
         f"{parent.span_id:016x}" if parent is not None else None,
         _text(span.name),
-        span.kind.name,
+        _KIND_NAMES[span.kind],
         service_name,
         start,
         end if end is not None else start,
-        status.status_code.name,
+        _STATUS_NAMES[status.status_code],
         _text(status.description) if status.description else None,
         _json_attributes(span.attributes),
         _events_json(span.events),
