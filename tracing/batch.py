@@ -200,7 +200,12 @@ def _one_or_many(attributes: dict[str, Any], values: set[str], one: str, many: s
 
 def start_tx_span(tracer: trace.Tracer, parent: Context,
                   on_delivered: Callable[[Any, Any], None]) -> TxSendSpan:
-    """Start the PRODUCER span of a batch whose records carry `parent`'s trace."""
+    """Start the PRODUCER span of a batch whose records carry `parent`'s trace.
+
+    Reads SDK internals (`ProxyTracer._tracer`, `Tracer._is_enabled`, `_span_limits`,
+    `_instrumentation_scope`): tests/unit/test_tracing_batch.py fails if an SDK upgrade
+    moves them, rather than the connector failing at its first traced transaction.
+    """
     real = tracer._tracer if isinstance(tracer, trace.ProxyTracer) else tracer
     if isinstance(real, SdkTracer) and real._is_enabled():
         return _SdkTxSpan(real, parent).start(on_delivered)
@@ -262,19 +267,21 @@ class _SdkTxSpan:
             return  # not recorded: nothing to hand to the processors, as in the SDK
         end_ns = tx.last_ack_ns or time.time_ns()
         attributes: Mapping[str, Any] = {**self.sampler_attributes, **tx.attributes()}
-        events: Sequence[Event] = [Event(EVENT_NAME, event, end_ns)
-                                   for event in tx.event_attributes()]
+        event_attributes: Sequence[Mapping[str, Any]] = tx.event_attributes()
         tracer = self.tracer
-        limits = tracer._span_limits
+        limits = tracer._span_limits  # applied only where they cut something, as the SDK
         if limits.max_span_attribute_length is not None or \
                 len(attributes) > (limits.max_span_attributes or len(attributes)):
             attributes = BoundedAttributes(limits.max_span_attributes, attributes,
                                            immutable=False,
                                            max_value_len=limits.max_span_attribute_length)
-        if limits.max_attribute_length is not None:
-            events = [Event(e.name, BoundedAttributes(limits.max_event_attributes, e.attributes,
-                                                      max_value_len=limits.max_attribute_length),
-                            e.timestamp) for e in events]
+        most = limits.max_event_attributes  # None: no limit
+        if limits.max_attribute_length is not None or (
+                most is not None and any(len(a) > most for a in event_attributes)):
+            longest = limits.max_attribute_length
+            event_attributes = [BoundedAttributes(most, a, max_value_len=longest)
+                                for a in event_attributes]
+        events: Sequence[Event] = [Event(EVENT_NAME, a, end_ns) for a in event_attributes]
         if limits.max_events is not None and len(events) > limits.max_events:
             events = BoundedList.from_seq(limits.max_events, events)
         tracer.span_processor.on_end(ReadableSpan(

@@ -252,3 +252,22 @@ def test_baggage_or_beeline_headers_take_the_propagators_path(
     assert headers == inject_headers([], context=trace.set_span_in_context(
         NonRecordingSpan(span_context), _origin()))
     assert beeline.HEADER in dict(headers)
+
+
+def test_an_event_attribute_count_limit_applies_as_the_sdk_applies_it() -> None:
+    provider, exporter = _provider(span_limits=SpanLimits(max_event_attributes=3))
+    direct, api = _both_paths(provider, exporter, _origin())
+    _same_span(direct, api)
+    assert all(len(event.attributes) == 3 for event in direct.events)
+
+
+def test_the_sdk_internals_the_direct_path_reads_are_there() -> None:
+    """An SDK upgrade that moves them fails here, not in the connector's first traced
+    transaction (start_tx_span reads them)."""
+    provider, _ = _provider()
+    tracer = provider.get_tracer("t")
+    assert isinstance(tracer._span_limits, SpanLimits)
+    assert tracer._instrumentation_scope.name == "t"
+    assert tracer._is_enabled() is True
+    proxy = trace.ProxyTracer("t")
+    assert isinstance(proxy._tracer, trace.Tracer)
