@@ -13,7 +13,9 @@ hits them alike. Rate = rows /
 (first commit -> broker LogAppendTime of the last record), after a 5,000-row warm-up
 (method: /work/shared/BENCHMARKING.md). Since the connector makes one span per
 transaction, `spans_stored` should equal `transactions` and `records_in_spans` (the
-spans' messaging.batch.message_count summed) should equal `rows`.
+spans' messaging.batch.message_count summed) should equal `rows`. The connector's CPU is
+read once its spans are also exported (every mode waits as long), and split by thread:
+`main`, `rdkafka`, `other` (the span exporters' thread).
 Prints one JSON line per run, then the medians and the cost against `off`.
 """
 
@@ -26,11 +28,13 @@ import os
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 from cdc_common import Bench, machine
 
 ROWS_PER_TX = 1_000  # --rows-per-tx: smaller transactions = more spans per row
+SETTLE_S = 6.0  # > the span store's batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s)
 
 
 def insert_traced(bench: Bench, rows: int) -> list[str]:
@@ -49,6 +53,36 @@ def insert_traced(bench: Bench, rows: int) -> list[str]:
                     "SELECT 'tenant-' || (g % 7), g * 0.5, 'traced row ' || g, g "
                     f"FROM generate_series(1, {per_tx}) g")
     return trace_ids
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the connector's threads: `main`, `rdkafka` (librdkafka's own threads)
+    and `other` (the other Python threads: the span exporters' and /metrics')."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"main": 0.0, "rdkafka": 0.0, "other": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (task / "comm").read_text().strip()
+            group = "main" if task.name == str(pid) else \
+                "rdkafka" if name.startswith("rdk:") else "other"
+            totals[group] += (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
+def settle(bench: Bench, mode: str, trace_ids: list[str]) -> None:
+    """Wait until the connector has also exported the spans of what it sent (the span
+    store writes a batch every 5 s or every 512 spans, so without this wait the export
+    of the last spans happened after the CPU reading); every mode waits at least as
+    long, so all pay the same idle time."""
+    deadline = time.monotonic() + SETTLE_S
+    while mode == "on" and time.monotonic() < deadline + 60:
+        rows = bench.sql("SELECT count(*) FROM labstream.spans WHERE trace_id = ANY(%s)",
+                         (trace_ids,))
+        if int(rows[0][0]) >= len(trace_ids):
+            break
+        time.sleep(0.2)
+    time.sleep(max(0.0, deadline - time.monotonic()))
 
 
 def stored_spans(bench: Bench, trace_ids: list[str]) -> tuple[int, int]:
@@ -89,10 +123,16 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
         bench.start()
         warm_traces = insert_traced(bench, 5_000)  # topic metadata, schemas, caches
         bench.wait_for_offset(5_000)
+        settle(bench, mode, warm_traces)
+        assert bench.proc is not None
+        threads_before = thread_cpu(bench.proc.pid)
         cpu_before = bench.cpu_seconds()
         trace_ids = insert_traced(bench, rows)
         bench.wait_for_offset(5_000 + rows)
+        settle(bench, mode, trace_ids)
         cpu = bench.cpu_seconds() - cpu_before
+        threads = {name: round(seconds - threads_before[name], 2)
+                   for name, seconds in thread_cpu(bench.proc.pid).items()}
         peak_mb = bench.peak_rss_mb()
         assert bench.stop() == 0
         time.sleep(0.5)
@@ -104,6 +144,7 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
         stored_spans(bench, warm_traces)
         return {"tracing": mode, "rows": rows, "rows_per_s": round(rows / seconds),
                 "seconds": round(seconds, 2), "connector_cpu_s": round(cpu, 2),
+                "connector_threads_cpu_s": threads,
                 "connector_vmhwm_mb": round(peak_mb, 1), "transactions": len(trace_ids),
                 "spans_stored": spans, "records_in_spans": records_in_spans}
     finally:
@@ -114,6 +155,12 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _thread(result: dict[str, object], name: str) -> float:
+    threads = result["connector_threads_cpu_s"]
+    assert isinstance(threads, dict)
+    return float(threads[name])
 
 
 def main() -> None:
@@ -138,6 +185,8 @@ def main() -> None:
     medians = {mode: {
         "rows_per_s": statistics.median(float(str(r["rows_per_s"])) for r in runs),
         "connector_cpu_s": statistics.median(float(str(r["connector_cpu_s"])) for r in runs),
+        "main_thread_cpu_s": statistics.median(_thread(r, "main") for r in runs),
+        "exporter_threads_cpu_s": statistics.median(_thread(r, "other") for r in runs),
     } for mode, runs in results.items()}
     off = medians["off"]
     costs = {mode: {"rate_cost_pct": round(100 * (1 - m["rows_per_s"] / off["rows_per_s"]), 1),

@@ -2,44 +2,85 @@
 
 A span per record cost the CDC connector two thirds of its throughput
 (docs/BENCHMARKS.md); a transaction is what the user wrote in one go, so it is the
-unit a trace shows. `TxSendSpan` is started once per batch, every record of the
+unit a trace shows. `start_tx_span` is called once per batch, every record of the
 batch is produced with its `headers` (the span's `traceparent`) and its `delivered`
 callback, and it ends when the batch is sealed and Kafka acknowledged the last
 record (at that acknowledgement's time). What the span keeps per record is a
 counter and a (topic, partition) -> first/last offset entry; at the end this becomes
 one span event per topic-partition, so Honeycomb, Jaeger and `labstream trace` show
 where every record went without a span each.
+
+With the OpenTelemetry SDK's tracer (always, in labstream processes) the span is not
+an SDK `Span` object: its ids come from the tracer's sampler and id generator as the
+SDK would make them, and at the end one `ReadableSpan` goes straight to the tracer's
+span processors (the same batch processors and exporters as every other span). The
+SDK object, its locks, its per-attribute validation and its context plumbing were
+most of the ~100 µs a transaction cost (docs/BENCHMARKS.md, "Tracing cost, issue 15
+item 1"). Any other tracer gets the plain API path (`start_span` ... `end`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceState,
+)
 
 from tracing import semconv
+from tracing.propagation import kafka_trace_headers
 
 EVENT_NAME = "delivered"
+SPAN_NAME = "send"
+_KIND = SpanKind.PRODUCER
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+_UNSET = Status(StatusCode.UNSET)
 
 
 class TxSendSpan:
     """The PRODUCER span of one batch; `delivered` is the records' delivery callback."""
 
     __slots__ = (
-        "_last", "_on_delivered", "_operations", "_partitions", "_tables", "_topics", "ended",
-        "error", "headers", "last_ack_ns", "outstanding", "recording", "records", "sealed",
-        "span",
+        "_end",
+        "_last",
+        "_on_delivered",
+        "_operations",
+        "_partitions",
+        "_seen",
+        "_seen_at",
+        "_tables",
+        "_topics",
+        "ended",
+        "error",
+        "headers",
+        "last_ack_ns",
+        "outstanding",
+        "recording",
+        "records",
+        "sealed",
     )
 
-    def __init__(self, span: Span, headers: list[tuple[str, bytes]],
-                 on_delivered: Callable[[Any, Any], None]) -> None:
-        self.span = span
+    def __init__(self, headers: list[tuple[str, bytes]], on_delivered: Callable[[Any, Any], None],
+                 recording: bool, end: Callable[[TxSendSpan], None]) -> None:
         self.headers = headers
         self._on_delivered = on_delivered
-        self.recording = span.is_recording()
+        self.recording = recording
+        self._end = end  # called once, when the batch is sealed and every record acked
         self.outstanding = 0
         self.records = 0
         self.sealed = False
@@ -53,6 +94,8 @@ class TxSendSpan:
         self._tables: set[Any] = set()
         self._operations: set[str] = set()
         self._partitions: dict[tuple[str, int], list[int]] = {}  # [first, last, count]
+        self._seen_at: tuple[str | None, int] = (None, -1)  # the last acknowledged's key
+        self._seen: list[int] = []  # and its entry in _partitions
 
     def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
         """One more record of the batch is being produced (`table`: anything whose str()
@@ -77,15 +120,21 @@ class TxSendSpan:
             if self.error is None:
                 self.error = err
         elif self.recording and msg is not None:
-            where = (msg.topic(), msg.partition())
-            offset = msg.offset()
-            seen = self._partitions.get(where)
-            if seen is None:
-                self._partitions[where] = [offset, offset, 1]
-            else:
-                seen[0] = min(seen[0], offset)
-                seen[1] = max(seen[1], offset)
-                seen[2] += 1
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            seen = self._seen
+            # consecutive acknowledgements are mostly of one partition: then two compares
+            # instead of a (topic, partition) key, its hash and a dict look-up per record
+            if partition != self._seen_at[1] or topic != self._seen_at[0]:
+                where = (topic, partition)
+                seen = self._partitions.setdefault(where, [offset, offset, 0])
+                self._seen, self._seen_at = seen, where
+            # Kafka acknowledges a partition's records in order (idempotent producer), so
+            # this is mostly the `last` branch; compare, not min/max
+            if offset > seen[1]:
+                seen[1] = offset
+            elif offset < seen[0]:
+                seen[0] = offset
+            seen[2] += 1
         if self.outstanding <= 0:  # the last one so far: the span may end at this time
             self.last_ack_ns = time.time_ns()
         self._on_delivered(err, msg)
@@ -102,41 +151,168 @@ class TxSendSpan:
         if self.ended:
             return
         self.ended = True
-        if self.recording:
-            self._describe()
-        self.span.end(end_time=self.last_ack_ns or None)
+        self._end(self)
 
-    def _describe(self) -> None:
-        span = self.span
-        span.set_attribute(semconv.MESSAGING_SYSTEM, "kafka")
-        span.set_attribute(semconv.MESSAGING_OPERATION_TYPE, "send")
-        span.set_attribute(semconv.MESSAGING_OPERATION_NAME, "send")
-        span.set_attribute(semconv.MESSAGING_BATCH_COUNT, self.records)
-        _one_or_many(span, self._topics, semconv.MESSAGING_DESTINATION, semconv.LAB_TOPICS)
-        _one_or_many(span, {str(t) for t in self._tables}, semconv.LAB_TABLE, semconv.LAB_TABLES)
+    # -- what the span says (both paths) ------------------------------------------------
+
+    def name(self) -> str:
+        return f"{SPAN_NAME} {next(iter(self._topics))}" if len(self._topics) == 1 else SPAN_NAME
+
+    def attributes(self) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            semconv.MESSAGING_SYSTEM: "kafka",
+            semconv.MESSAGING_OPERATION_TYPE: "send",
+            semconv.MESSAGING_OPERATION_NAME: "send",
+            semconv.MESSAGING_BATCH_COUNT: self.records,
+        }
+        _one_or_many(attributes, self._topics, semconv.MESSAGING_DESTINATION, semconv.LAB_TOPICS)
+        _one_or_many(attributes, {str(t) for t in self._tables}, semconv.LAB_TABLE,
+                     semconv.LAB_TABLES)
         if len(self._operations) == 1:
-            span.set_attribute(semconv.LAB_OPERATION, next(iter(self._operations)))
-        if len(self._topics) == 1:
-            span.update_name(f"send {next(iter(self._topics))}")
+            attributes[semconv.LAB_OPERATION] = next(iter(self._operations))
         if len(self._partitions) == 1:
             (_, partition), (first, last, _) = next(iter(self._partitions.items()))
-            span.set_attribute(semconv.MESSAGING_PARTITION, str(partition))
-            span.set_attribute(semconv.MESSAGING_OFFSET, first)
-            span.set_attribute(semconv.LAB_OFFSET_LAST, last)
-        for (topic, partition), (first, last, count) in self._partitions.items():
-            span.add_event(EVENT_NAME, {
-                semconv.MESSAGING_DESTINATION: topic,
-                semconv.MESSAGING_PARTITION: str(partition),
-                semconv.MESSAGING_OFFSET: first,
-                semconv.LAB_OFFSET_LAST: last,
-                semconv.MESSAGING_BATCH_COUNT: count,
-            }, timestamp=self.last_ack_ns or None)
-        if self.error is not None:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, str(self.error)))
+            attributes[semconv.MESSAGING_PARTITION] = str(partition)
+            attributes[semconv.MESSAGING_OFFSET] = first
+            attributes[semconv.LAB_OFFSET_LAST] = last
+        return attributes
+
+    def event_attributes(self) -> list[dict[str, Any]]:
+        """One `delivered` event's attributes per topic-partition the batch wrote."""
+        return [{
+            semconv.MESSAGING_DESTINATION: topic,
+            semconv.MESSAGING_PARTITION: str(partition),
+            semconv.MESSAGING_OFFSET: first,
+            semconv.LAB_OFFSET_LAST: last,
+            semconv.MESSAGING_BATCH_COUNT: count,
+        } for (topic, partition), (first, last, count) in self._partitions.items()]
+
+    def status(self) -> Status | None:
+        return None if self.error is None else Status(StatusCode.ERROR, str(self.error))
 
 
-def _one_or_many(span: Span, values: set[str], one: str, many: str) -> None:
+def _one_or_many(attributes: dict[str, Any], values: set[str], one: str, many: str) -> None:
     if len(values) == 1:
-        span.set_attribute(one, next(iter(values)))
+        attributes[one] = next(iter(values))
     elif values:
-        span.set_attribute(many, sorted(values))
+        attributes[many] = tuple(sorted(values))
+
+
+def start_tx_span(tracer: trace.Tracer, parent: Context,
+                  on_delivered: Callable[[Any, Any], None]) -> TxSendSpan:
+    """Start the PRODUCER span of a batch whose records carry `parent`'s trace.
+
+    Reads SDK internals (`ProxyTracer._tracer`, `Tracer._is_enabled`, `_span_limits`,
+    `_instrumentation_scope`): tests/unit/test_tracing_batch.py fails if an SDK upgrade
+    moves them, rather than the connector failing at its first traced transaction.
+    """
+    real = tracer._tracer if isinstance(tracer, trace.ProxyTracer) else tracer
+    if isinstance(real, SdkTracer) and real._is_enabled():
+        return _SdkTxSpan(real, parent).start(on_delivered)
+    return _start_api(tracer, parent, on_delivered)
+
+
+# -- the SDK path: ids as the SDK makes them, one ReadableSpan at the end ---------------
+
+
+class _SdkTxSpan:
+    """What `Tracer.start_span` + `Span.end` would do for this one span, minus the `Span`."""
+
+    __slots__ = ("context", "origin", "parent", "sampler_attributes", "start_ns", "tracer")
+
+    def __init__(self, tracer: SdkTracer, parent: Context) -> None:
+        self.tracer = tracer
+        self.origin = parent
+        self.parent = trace.get_current_span(parent).get_span_context()
+        self.start_ns = time.time_ns()
+        self.sampler_attributes: Any = None
+        self.context: SpanContext | None = None
+        self._sample(parent)
+
+    def _sample(self, parent: Context) -> None:
+        tracer = self.tracer
+        parent_span = self.parent
+        if parent_span.is_valid:
+            trace_id = parent_span.trace_id
+            random_id = parent_span.trace_flags.random_trace_id
+        else:  # the records' context had no valid span: the SDK starts a new trace
+            trace_id = tracer.id_generator.generate_trace_id()
+            random_id = tracer.id_generator.is_trace_id_random()
+        trace_state: TraceState | None
+        if tracer.sampler is DEFAULT_ON and parent_span.is_valid:
+            # the default policy, parentbased_always_on, decided without its three calls:
+            # the parent's sampled flag, its tracestate, no attributes
+            sampled = recording = parent_span.trace_flags.sampled
+            trace_state, attributes = parent_span.trace_state, None
+        else:  # whatever OTEL_TRACES_SAMPLER configured
+            result = tracer.sampler.should_sample(parent, trace_id, SPAN_NAME, _KIND, None, ())
+            sampled, recording = result.decision.is_sampled(), result.decision.is_recording()
+            trace_state, attributes = result.trace_state, result.attributes
+        flags = _SAMPLED if sampled else _NOT_SAMPLED
+        if random_id:
+            flags = trace.TraceFlags(flags | trace.TraceFlags.RANDOM_TRACE_ID)
+        self.context = SpanContext(trace_id, tracer.id_generator.generate_span_id(),
+                                   is_remote=False, trace_flags=flags, trace_state=trace_state)
+        if recording:
+            self.sampler_attributes = attributes or {}
+
+    def start(self, on_delivered: Callable[[Any, Any], None]) -> TxSendSpan:
+        assert self.context is not None
+        headers = kafka_trace_headers(self.context, self.origin)
+        recording = self.sampler_attributes is not None
+        return TxSendSpan(headers, on_delivered, recording, self._end)
+
+    def _end(self, tx: TxSendSpan) -> None:
+        if self.sampler_attributes is None:
+            return  # not recorded: nothing to hand to the processors, as in the SDK
+        end_ns = tx.last_ack_ns or time.time_ns()
+        attributes: Mapping[str, Any] = {**self.sampler_attributes, **tx.attributes()}
+        event_attributes: Sequence[Mapping[str, Any]] = tx.event_attributes()
+        tracer = self.tracer
+        limits = tracer._span_limits  # applied only where they cut something, as the SDK
+        if limits.max_span_attribute_length is not None or \
+                len(attributes) > (limits.max_span_attributes or len(attributes)):
+            attributes = BoundedAttributes(limits.max_span_attributes, attributes,
+                                           immutable=False,
+                                           max_value_len=limits.max_span_attribute_length)
+        most = limits.max_event_attributes  # None: no limit
+        if limits.max_attribute_length is not None or (
+                most is not None and any(len(a) > most for a in event_attributes)):
+            longest = limits.max_attribute_length
+            event_attributes = [BoundedAttributes(most, a, max_value_len=longest)
+                                for a in event_attributes]
+        events: Sequence[Event] = [Event(EVENT_NAME, a, end_ns) for a in event_attributes]
+        if limits.max_events is not None and len(events) > limits.max_events:
+            events = BoundedList.from_seq(limits.max_events, events)
+        tracer.span_processor.on_end(ReadableSpan(
+            name=tx.name(), context=self.context, parent=self.parent if self.parent.is_valid
+            else None, resource=tracer.resource, attributes=attributes, events=events,
+            kind=_KIND, status=tx.status() or _UNSET, start_time=self.start_ns,
+            end_time=end_ns, instrumentation_scope=tracer._instrumentation_scope,
+        ))
+
+
+# -- any other tracer (the API's no-op one when tracing is off) --------------------------
+
+
+def _start_api(tracer: trace.Tracer, parent: Context,
+               on_delivered: Callable[[Any, Any], None]) -> TxSendSpan:
+    span = tracer.start_span(SPAN_NAME, context=parent, kind=_KIND)
+    span_context = span.get_span_context()
+    # a disabled tracer gives an invalid span: then pass the origin's context on as is
+    carrier = trace.set_span_in_context(span, parent) if span_context.is_valid else parent
+    headers = kafka_trace_headers(None, carrier)
+
+    def end(tx: TxSendSpan) -> None:
+        if tx.recording:
+            span.update_name(tx.name())
+            span.set_attributes(tx.attributes())
+            for attributes in tx.event_attributes():
+                span.add_event(EVENT_NAME, attributes, timestamp=tx.last_ack_ns or None)
+            status = tx.status()
+            if status is not None:
+                span.set_status(status)
+        span.end(end_time=tx.last_ack_ns or None)
+
+    recording = span.is_recording() and not isinstance(span, NonRecordingSpan)
+    return TxSendSpan(headers, on_delivered, recording, end)

@@ -165,9 +165,11 @@ def build_tracer_provider(
 def set_global_propagator() -> None:
     if os.environ.get("OTEL_PROPAGATORS"):
         return  # the SDK already built what the operator asked for
-    propagate.set_global_textmap(
-        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
-    )
+    from tracing.propagation import set_default_textmap
+
+    textmap = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    propagate.set_global_textmap(textmap)
+    set_default_textmap(textmap)
 
 
 def configure_tracing(

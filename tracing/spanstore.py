@@ -19,9 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, StatusCode
 
 from base.logs import kv
 
@@ -58,13 +60,22 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def _dumps(value: Any) -> str:
-    """JSON text for a jsonb column in one `json.dumps` (tuples become arrays).
+    """JSON text for a jsonb column (tuples become arrays, anything else its str()).
+
+    orjson first: ~10x faster than the json module on span attributes, and the span
+    store's thread shares the GIL with the connector's hot path. What orjson refuses
+    (integers beyond 64 bits, lone surrogates, non-string keys) goes through the json
+    module as before; orjson writes NaN as null, which jsonb accepts (json's NaN made
+    the whole batch fail).
 
     PostgreSQL jsonb cannot hold U+0000: one such character (a binary Kafka key, an
     exception message quoting bytes) would make the whole batch fail and be dropped, so
     an escaped NUL becomes U+FFFD (only when there is one: the common case is one scan).
     """
-    text = _ENCODER.encode(value)
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        text = _ENCODER.encode(value)
     return _ESCAPED_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
@@ -93,39 +104,55 @@ def _resource(span: ReadableSpan) -> tuple[str, str]:
     return service, text
 
 
-def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
-    """One `labstream.spans` row (in COLUMNS order) for a finished span."""
-    span_context = span.get_span_context()
-    assert span_context is not None  # finished SDK spans always have one
-    service_name, resource_json = _resource(span)
-    events = _dumps([
+def _events_json(events: Sequence[Any]) -> str:
+    return _dumps([
         {"name": e.name, "time_unix_nano": e.timestamp, "attributes": dict(e.attributes or {})}
-        for e in span.events
-    ]) if span.events else "[]"
-    links = _dumps([
+        for e in events
+    ]) if events else "[]"
+
+
+def _links_json(links: Sequence[Any]) -> str:
+    return _dumps([
         {
             "trace_id": format(link.context.trace_id, "032x"),
             "span_id": format(link.context.span_id, "016x"),
             "attributes": dict(link.attributes or {}),
         }
-        for link in span.links
-    ]) if span.links else "[]"
+        for link in links
+    ]) if links else "[]"
+
+
+# an enum's .name is a descriptor call; these are plain look-ups
+_KIND_NAMES = {kind: kind.name for kind in SpanKind}
+_STATUS_NAMES = {code: code.name for code in StatusCode}
+
+
+def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
+    """One `labstream.spans` row (in COLUMNS order) for a finished span."""
+    span_context = span.get_span_context()
+    assert span_context is not None  # finished SDK spans always have one
+    service_name, resource_json = _resource(span)
+    parent = span.parent
+    status = span.status
+    start = span.start_time
+    end = span.end_time
+    scope = span.instrumentation_scope
     return (
-        format(span_context.trace_id, "032x"),
-        format(span_context.span_id, "016x"),
-        format(span.parent.span_id, "016x") if span.parent is not None else None,
+        f"{span_context.trace_id:032x}",
+        f"{span_context.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None else None,
         _text(span.name),
-        span.kind.name,
+        _KIND_NAMES[span.kind],
         service_name,
-        span.start_time,
-        span.end_time if span.end_time is not None else span.start_time,
-        span.status.status_code.name,
-        _text(span.status.description) if span.status.description else None,
+        start,
+        end if end is not None else start,
+        _STATUS_NAMES[status.status_code],
+        _text(status.description) if status.description else None,
         _json_attributes(span.attributes),
-        events,
-        links,
+        _events_json(span.events),
+        _links_json(span.links),
         resource_json,
-        span.instrumentation_scope.name if span.instrumentation_scope else None,
+        scope.name if scope else None,
     )
 
 

@@ -18,15 +18,13 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
 
 from connectors.envelope import ChangeEvent
 from connectors.serde import EventSerializer
 from connectors.source.events import OutEvent
 from connectors.source.oversized import RECORD_OVERHEAD_BYTES, OversizedPolicy
 from connectors.source.producer import ChangeProducer, TxTicket
-from tracing.batch import TxSendSpan
-from tracing.propagation import inject_headers
+from tracing.batch import TxSendSpan, start_tx_span
 
 _NO_LIMIT = 1 << 62
 
@@ -93,11 +91,7 @@ class Emitter:
 
     def _start(self, parent: Context, ticket: TxTicket) -> TxSendSpan:
         self.end_batch()
-        span = self.tracer.start_span("send", context=parent, kind=SpanKind.PRODUCER)
-        # a disabled tracer gives an invalid span: then pass the origin's context on as is
-        carrier = trace.set_span_in_context(span, parent) if span.get_span_context().is_valid \
-            else parent
-        tx = TxSendSpan(span, inject_headers([], context=carrier), ticket.delivered)
+        tx = start_tx_span(self.tracer, parent, ticket.delivered)
         self._tx, self._tx_parent, self._tx_ticket = tx, parent, ticket
         return tx
 

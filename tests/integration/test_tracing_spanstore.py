@@ -286,3 +286,31 @@ def test_a_dropped_database_connection_loses_no_batch(database_url):
                                 (trace_id,)).fetchone()
     delete_traces(database_url, {trace_id})
     assert count == 5 and exporter.dropped_spans == 0
+
+
+def test_a_nan_attribute_or_a_huge_integer_keeps_the_batch(database_url):
+    """A NaN attribute (a sensor reading copied onto a span) was written as JSON `NaN`, which
+    jsonb refuses, so the whole batch was dropped; it is stored as null now. Integers beyond
+    64 bits (orjson refuses them) still go through the json module."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root") as root:
+        with tracer.start_as_current_span("reading") as child:
+            child.set_attribute("lab.reading", float("nan"))
+        with tracer.start_as_current_span("counter") as child:
+            child.set_attribute("lab.big", 2**70)
+    exporter = DbSpanExporter(database_url)
+    assert exporter.export(memory.get_finished_spans()).name == "SUCCESS"
+    exporter.shutdown()
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    with psycopg.connect(database_url) as conn:
+        rows = dict(conn.execute(
+            "SELECT name, attributes FROM labstream.spans WHERE trace_id = %s",
+            (trace_id,)).fetchall())
+    delete_traces(database_url, {trace_id})
+    assert rows == {"root": {}, "reading": {"lab.reading": None}, "counter": {"lab.big": 2**70}}
+    assert exporter.dropped_spans == 0
