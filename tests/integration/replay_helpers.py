@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -214,6 +215,9 @@ def start_labstream(*args: str, env: dict[str, str] | None = None) -> subprocess
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ, **(env or {})),
+        # a child inherits an ignored SIGINT, and then Python installs no Ctrl-C handler:
+        # start it with the default, as from a shell (the Ctrl-C tests depend on it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
     )
 
 
