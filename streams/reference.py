@@ -44,6 +44,8 @@ class ReferenceStore:
         self._rules: dict[str, TriggerRule | Row] = {}
         # the latest change of each inventory item, for the expiring-lots sweep
         self._latest_inventory: dict[str, ChangeRecord] = {}
+        # why a rule row did not parse (decide() reports the rule; the follower logs this)
+        self.rule_errors: dict[str, str] = {}
         self.applied = 0
         # `streams.enrich.enrich`'s cache of enrichments by ids; emptied on every change
         # of a reference row, so a cached enrichment is always what enrich() would make
@@ -84,12 +86,11 @@ class ReferenceStore:
         self.applied += 1
 
     def apply_change(self, change: ChangeRecord) -> None:
+        if change.envelope.op == "t":  # a truncate has no key: checked first
+            self.truncate(change.table)
+            return
         key = change.primary_key.get("id")
         if key is None:
-            return
-        if change.envelope.op == "t":
-            self._rows.pop(change.table, None)
-            self.enrichments.clear()
             return
         self.apply(change.table, str(key), change.envelope.after)
         if change.table == "inventory_items":
@@ -98,6 +99,19 @@ class ReferenceStore:
             else:
                 self._latest_inventory[str(key)] = change
 
+    def truncate(self, table: str) -> None:
+        """TRUNCATE of a reference table: its rows and every index built from them go."""
+        self.enrichments.clear()
+        self._rows.pop(table, None)
+        if table == "samples":
+            self._samples_by_experiment.clear()
+        elif table == "trigger_rules":
+            self._rules.clear()
+            self.rule_errors.clear()
+        elif table == "inventory_items":
+            self._latest_inventory.clear()
+        self.applied += 1
+
     def _index_sample(self, key: str, previous: Row | None, row: Row | None) -> None:
         if previous is not None and previous.get("experiment_id"):
             self._samples_by_experiment.get(str(previous["experiment_id"]), {}).pop(key, None)
@@ -105,13 +119,19 @@ class ReferenceStore:
             self._samples_by_experiment.setdefault(str(row["experiment_id"]), {})[key] = row
 
     def _set_rule(self, key: str, row: Row | None) -> None:
+        self.rule_errors.pop(key, None)
         if row is None:
             self._rules.pop(key, None)
             return
         try:
             self._rules[key] = TriggerRule.from_row(row)
-        except (RuleInvalid, KeyError, TypeError, ValueError):
+        except (RuleInvalid, KeyError, TypeError, ValueError) as exc:
             self._rules[key] = row
+            self.rule_errors[key] = str(exc) or type(exc).__name__
+
+    def rule(self, key: str) -> TriggerRule | Row | None:
+        """The rule `key` as this store has it: parsed, kept unparsed, or absent."""
+        return self._rules.get(key)
 
 
 class ReferenceFollower:
@@ -182,6 +202,23 @@ class ReferenceFollower:
                 kv(log, "info", "reference data loaded", rows=self.store.applied)
                 self.ready.set()
 
+    def _log_rule(self, change: ChangeRecord) -> None:
+        """One line per trigger-rule change this worker applied: "was my rule loaded?" is
+        the first step of "did the trigger fire?" (rules change rarely: a line each)."""
+        if change.envelope.op == "t":
+            kv(log, "info", "trigger rules truncated: no rule fires until new ones arrive")
+            return
+        key = str(change.primary_key.get("id"))
+        rule = self.store.rule(key)
+        if rule is None:
+            kv(log, "info", "trigger rule removed", rule=key)
+        elif isinstance(rule, TriggerRule):
+            kv(log, "info", "trigger rule loaded", rule=key, tenant=rule.tenant_id,
+               event_kind=rule.event_kind, enabled=rule.enabled)
+        else:
+            kv(log, "warning", "trigger rule invalid: it never fires until fixed", rule=key,
+               error=self.store.rule_errors.get(key, "unparsable row"))
+
     async def _apply_all(self, messages: Iterable[Any]) -> None:
         for message in messages:
             coordinates = SourceCoordinates(message.topic, message.partition, message.offset)
@@ -190,6 +227,8 @@ class ReferenceFollower:
                     message.key, message.value, coordinates, header_tuples(message.headers))
                 if change is not None:
                     self.store.apply_change(change)
+                    if change.table == "trigger_rules":
+                        self._log_rule(change)
             except UndecodableRecord as exc:
                 kv(log, "warning", "reference record skipped", error=exc.message)
             except Exception as exc:  # one odd row must not stop reference updates

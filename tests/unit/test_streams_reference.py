@@ -40,3 +40,49 @@ def test_unparsable_rule_is_kept_as_row_for_decide_to_report() -> None:
     store.put("trigger_rules", dict(RULE, command="[broken"))
     [kept] = store.rules()
     assert isinstance(kept, dict) and kept["id"] == "r1"
+
+
+def test_truncate_of_a_reference_table_clears_its_rows_and_indexes() -> None:
+    # a truncate record has no key: it used to be dropped before its op was looked at,
+    # so a truncated trigger_rules table kept firing its old rules
+    registry = MemoryRegistry()
+    changes, decoder, store = LabChanges(registry), CdcDecoder(registry), ReferenceStore()
+    _apply(store, changes, decoder, "trigger_rules", "c", RULE)
+    _apply(store, changes, decoder, "samples", "c",
+           {"id": "s1", "tenant_id": "acme", "experiment_id": "e1", "name": "S", "material": ""})
+    _apply(store, changes, decoder, "trigger_rules", "t", None)
+    assert store.rules() == [] and store.get("trigger_rules", "r1") is None
+    assert [s["id"] for s in store.samples_of("e1")] == ["s1"]  # other tables untouched
+    _apply(store, changes, decoder, "samples", "t", None)
+    assert store.samples_of("e1") == [] and store.count("samples") == 0
+
+
+def test_follower_logs_each_rule_change_with_why_an_invalid_one_never_fires(caplog) -> None:
+    import asyncio
+    import logging
+
+    from streams.reference import ReferenceFollower
+
+    registry = MemoryRegistry()
+    changes, decoder, store = LabChanges(registry), CdcDecoder(registry), ReferenceStore()
+    follower = ReferenceFollower(bootstrap_servers="unused:1", topics={}, store=store,
+                                 decoder=decoder)
+
+    class Message:
+        def __init__(self, op: str, after: dict | None, before: dict | None = None) -> None:
+            self.topic, self.key, self.value = changes.encode("trigger_rules", op, after, before)
+            self.partition, self.offset, self.headers = 0, 0, []
+
+    caplog.set_level(logging.INFO, logger="streams.reference")
+    asyncio.run(follower._apply_all([
+        Message("c", RULE), Message("c", dict(RULE, id="r2", command="[broken")),
+        Message("d", None, RULE), Message("t", None)]))
+    lines = [r.getMessage() + " " + str(getattr(r, "kv", {})) for r in caplog.records]
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("trigger rule loaded") and "'rule': 'r1'" in lines[0]
+    assert "'event_kind': 'run.failed'" in lines[0]
+    assert lines[1].startswith("trigger rule invalid") and "'rule': 'r2'" in lines[1]
+    assert "command" in lines[1] or "JSON" in lines[1]
+    assert caplog.records[1].levelno == logging.WARNING
+    assert lines[2].startswith("trigger rule removed") and "'rule': 'r1'" in lines[2]
+    assert lines[3].startswith("trigger rules truncated")
