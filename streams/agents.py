@@ -112,6 +112,7 @@ class RecordHandler:
         self.tracer = trace.get_tracer("streams.agents")
         self.processed = 0
         self.dead_lettered = 0
+        self.sweeps = 0  # expiring-lot sweeps finished (/metrics: is the leader sweeping?)
         self.consent_key = replay_consent.consent_key()
         self.sent = 0  # records handed to the sink (outputs, dead letters)
         self._requests: list[Any] = []  # batch mode: fired jobs not yet taken
@@ -334,6 +335,7 @@ class RecordHandler:
                 await self._submit_after_ack(deliveries, requests)
         await asyncio.gather(*deliveries)
         self.announced_lots.update(lots_announced(events))
+        self.sweeps += 1
         return len(events)
 
     async def _publish_routed(self, deliveries: list[Awaitable[Any]], event: RoutedEvent,

@@ -27,6 +27,9 @@ DESCRIBE: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "labstream_worker_records_total": (
         "counter", "Records the worker handled, by outcome.", ("outcome",)),
     "labstream_dlq_records_total": ("counter", "Records sent to the dead-letter topic.", ()),
+    "labstream_lot_sweeps_total": (
+        "counter", "Expiring-lot sweeps this worker finished (only the group's leader sweeps).",
+        ()),
     "labstream_worker_consumer_lag": (
         "gauge", "Records not yet committed by the worker's group: log end - committed offset.",
         ("topic", "partition")),
@@ -64,6 +67,7 @@ class WorkerMetrics:
                 ("processed",): handler.processed - handler.dead_lettered,
                 ("dead_lettered",): handler.dead_lettered},
             "labstream_dlq_records_total": handler.dead_lettered,
+            "labstream_lot_sweeps_total": handler.sweeps,
         }
         with contextlib.suppress(Exception):  # the broker is down: the rest still answers
             values["labstream_worker_consumer_lag"] = {

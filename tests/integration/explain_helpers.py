@@ -263,8 +263,19 @@ class Chain:
                  timeout_s))
         self.rules.append(rule_id)
         self.wait_until_delivered("trigger_rules", rule_id)
-        time.sleep(1)  # the worker's reference follower reads it from there
+        self.wait_until_worker_loaded(rule_id)
         return rule_id
+
+    def wait_until_worker_loaded(self, rule_id: str, timeout: float = 60) -> None:
+        """Block until the worker's reference follower logged the rule as loaded (it fires
+        only for events it handles after that)."""
+        path = self.log_dir / "worker.log"
+        line = f"msg=\"trigger rule loaded\" rule={rule_id} "
+        try:
+            wait_for(lambda: path.exists() and line in path.read_text(errors="replace"),
+                     timeout, f"the worker to load rule {rule_id}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker log:\n{self.log('worker')}") from exc
 
     def wait_until_delivered(self, table: str, key_part: str, timeout: float = 60) -> None:
         """Block until the connector has written a record of `key_part` to the table's topic."""

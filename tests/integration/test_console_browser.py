@@ -210,7 +210,7 @@ def test_console_submits_follows_the_job_and_shows_the_whole_trace(
         lab_chain, console_url, browser_context):
     tenant = lab_chain.tenant()
     rule_id = add_rule(lab_chain, tenant)
-    time.sleep(2)  # the worker follows trigger_rules from its topic: let it see the rule
+    lab_chain.wait_until_worker_loaded(rule_id)  # it follows trigger_rules from its topic
     browser_context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console_url)
     page = browser_context.new_page()
     sent_headers = record_traceparents(page)

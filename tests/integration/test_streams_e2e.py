@@ -67,7 +67,10 @@ def test_db_change_reaches_a_job_in_the_same_trace(
                              (name, name, json.dumps(["true", "{payload.run_id}"])))
                 conn.execute("INSERT INTO public.runs (id, experiment_id, instrument_id, status)"
                              " VALUES (%s, %s, %s, 'running')", (f"{name}-run", name, name))
-            time.sleep(1.0)  # reference rows reach every worker before the run completes
+            # the rule must be in the worker's reference data before the run completes
+            # (rows it enriches with may come later: the enrichment waits for them)
+            wait_for(lambda: f'msg="trigger rule loaded" rule={name} ' in harness.log_text(0),
+                     60, "the worker to load the rule")
             with tracer.start_as_current_span("POST /runs/complete"), \
                     psycopg.connect(database_url) as conn:
                 trace_id = trace_id_hex()

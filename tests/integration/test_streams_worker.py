@@ -128,7 +128,8 @@ def test_leader_sweep_announces_a_lot_that_entered_the_window(
     from datetime import UTC, datetime, timedelta
 
     harness = WorkerHarness(unique_name.replace("_", "-"), kafka_bootstrap, tmp_path,
-                            extra_env={"LABSTREAM_WORKER_LOT_SWEEP_INTERVAL_S": "2"})
+                            extra_env={"LABSTREAM_WORKER_LOT_SWEEP_INTERVAL_S": "2",
+                                       "LABSTREAM_METRICS_PORT": "0"})
     try:
         now = datetime.now(UTC)
         expires = (now + timedelta(days=5)).strftime("%Y-%m-%d %H:%M:%S+00")
@@ -142,7 +143,26 @@ def test_leader_sweep_announces_a_lot_that_entered_the_window(
         [routed] = harness.wait_for("inventory.lot_expiring", lambda found: len(found) >= 1,
                                     timeout_s=60)
         assert routed["payload"]["lot"] == "L1" and 4.9 < routed["payload"]["days_left"] <= 5
-        time.sleep(5)  # two more sweeps: the lot is not announced again
+        # two more finished sweeps (the worker's /metrics counts them): not announced again
+        sweeps = _sweeps(harness)
+        deadline = time.monotonic() + 60
+        while _sweeps(harness) < sweeps + 2:
+            assert time.monotonic() < deadline, f"no two more sweeps:\n{harness.log_text(0)}"
+            time.sleep(0.2)
         assert len(harness.records("inventory.lot_expiring")) == 1
     finally:
         harness.stop_all()
+
+
+def _sweeps(harness: WorkerHarness) -> float:
+    """labstream_lot_sweeps_total from the first worker's /metrics (port from its log)."""
+    import re
+    import urllib.request
+
+    found = re.search(r"url=http://[0-9.]+:(\d+)/metrics", harness.log_text(0))
+    assert found, f"no metrics endpoint in the worker log:\n{harness.log_text(0)}"
+    url = f"http://127.0.0.1:{found.group(1)}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    [line] = [x for x in text.splitlines() if x.startswith("labstream_lot_sweeps_total ")]
+    return float(line.split()[1])

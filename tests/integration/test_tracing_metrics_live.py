@@ -83,7 +83,13 @@ def test_connector_and_worker_metrics_and_health(lab_chain: Chain) -> None:
     assert job["status"] == "succeeded", job
 
     # the connector: records, bytes, commit -> Kafka, slot lag, phase; ready and alive
-    samples = scrape(cdc)
+    # slot lag in seconds needs the offsets row's commit time, written once a second
+    # (LABSTREAM_CDC_OFFSETS_INTERVAL_MS): a fast job can finish before the first write
+    def with_lag_seconds() -> dict | None:
+        found = scrape(cdc)
+        return found if value(found, "labstream_cdc_slot_lag_seconds") is not None else None
+
+    samples = wait_for(with_lag_seconds, 30, "the connector to record an acknowledged commit")
     assert value(samples, "labstream_cdc_records_total") >= 4
     assert value(samples, "labstream_cdc_bytes_total") > 100
     assert value(samples, "labstream_cdc_commit_to_kafka_seconds_count") >= 4
