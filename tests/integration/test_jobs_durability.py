@@ -193,10 +193,18 @@ def test_a_flooding_tenant_does_not_delay_another(database_url, unique_name, db)
                     tenant_id=f"{unique_name}-small")
     settings = FAST.model_copy(update={"max_running": 3})
 
+    def started_flood() -> int:
+        found = db.execute("SELECT count(*) FROM public.jobs WHERE job_key LIKE %s AND "
+                           "status = 'started'", (f"{unique_name}/flood/%",)).fetchone()
+        return int(found[0]) if found else 0
+
     async def go():  # type: ignore[no-untyped-def]
         async with JobRunner(database_url, settings=settings) as runner:
             await runner.submit_many(flood)
-            await asyncio.sleep(0.5)  # let the flood fill every slot first
+            deadline = time.monotonic() + 30
+            while started_flood() < 3:  # the flood holds every slot first
+                assert time.monotonic() < deadline, "the flood never filled the 3 slots"
+                await asyncio.sleep(0.02)
             await runner.submit(small)
             outcome = await runner.wait(store_id(small), 30)
             return outcome

@@ -12,7 +12,8 @@ from labstream.stack import procs
 
 
 def _sleeper(tmp_path: Path, marker: str, *, ignore_term: bool = False) -> int:
-    trap = "trap '' TERM; " if ignore_term else ""
+    # with the trap, the shell says when it is installed (the test waits for that file)
+    trap = f"trap '' TERM; : > trapped-{marker}; " if ignore_term else ""
     # the marker rides in argv so the pid file check can see it
     script = f"{trap}sleep 60 & wait; : {marker}"
     return procs.spawn_detached(
@@ -62,7 +63,10 @@ def test_terminate_stops_the_process_and_its_children(tmp_path: Path) -> None:
 def test_terminate_kills_what_ignores_term(tmp_path: Path) -> None:
     pid = _sleeper(tmp_path, "marker-stubborn", ignore_term=True)
     record = procs.PidRecord(pid, "marker-stubborn")
-    time.sleep(0.2)  # let the shell install its trap
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "trapped-marker-stubborn").exists():  # its trap is installed
+        assert time.monotonic() < deadline, "the shell never installed its trap"
+        time.sleep(0.01)
     started = time.monotonic()
     assert procs.terminate(record, grace_s=0.5)
     assert not procs.pid_alive(pid)
