@@ -74,12 +74,18 @@ def scan_fast(
         quick = not (selection.ranges or selection.from_ms is not None
                      or selection.to_ms is not None or selection.trace_id)
         consumer.assign([TopicPartition(t, p, item.start) for (t, p), item in remaining.items()])
+        # `matches` is True without being called: with no --key and no --op, when there
+        # is no --filter either, or when the pre-filter found it true
+        no_decoded_criteria = not selection.keys and not selection.ops
+        always = no_decoded_criteria and selection.compiled_filter is None
+        is_copy = _ReplayCopyCheck()  # per scan: the header names seen, looked up once each
+        positions, limit = counters.positions, selection.limit
         empty = 0
         while remaining and empty < idle_polls:
             # consume() returns when it has this many or after the timeout: asking for
             # more than the plan still holds waited out the whole second on every scan's
             # last batch (and on any --limit that ends a scan early)
-            wanted = max(1, min(BATCH, still_planned(remaining, counters.positions)))
+            wanted = max(1, min(BATCH, still_planned(remaining, positions)))
             messages = consumer.consume(wanted, timeout=1.0)
             empty = 0 if messages else empty + 1
             for message in messages:
@@ -98,12 +104,12 @@ def scan_fast(
                     _done(consumer, remaining, where)
                     continue
                 counters.scanned += 1
-                counters.positions[where] = offset
+                positions[where] = offset
                 if offset + 1 >= item.stop:
                     _done(consumer, remaining, where)
                 headers = message.headers()
                 if quick:  # matches_raw is "not a replay's copy" only: no record built yet
-                    if headers and not selection.include_replays and _replay_copy(headers):
+                    if headers and not selection.include_replays and is_copy(headers):
                         count_left_out_replay(_record(message, where, offset, headers),
                                               selection, counters)
                         continue
@@ -120,13 +126,16 @@ def scan_fast(
                         continue
                 if record is None:
                     record = _record(message, where, offset, headers)
-                if not matches(record.decode(decoder), selection,
-                               filter_passed=verdict is PASSED):
+                record.decode(decoder)
+                passed = verdict is PASSED
+                if not (always or (passed and no_decoded_criteria)
+                        or matches(record, selection, filter_passed=passed)):
                     continue
                 counters.matched += 1
-                counters.undecodable += record.decode_error is not None
+                if record.decode_error is not None:
+                    counters.undecodable += 1
                 yield record
-                if selection.limit is not None and counters.matched >= selection.limit:
+                if limit is not None and counters.matched >= limit:
                     return
         if remaining:
             stuck = ", ".join(f"{t}/{p} (planned up to {item.stop})"
@@ -226,25 +235,43 @@ def _prefilter(selection: Selection, decoder: Decoder) -> Callable[[ReplayRecord
     return wanted
 
 
-def _replay_copy(headers: list[tuple[str, Any]]) -> bool:
-    """Whether a `labstream-replay-id` header is there (`record.header(...)`'s rule)."""
-    for name, _ in headers:  # noqa: SIM110 (per record: no generator)
-        if name == REPLAY_ID_HEADER or name.lower() == REPLAY_ID_HEADER:
-            return True
-    return False
+class _ReplayCopyCheck:
+    """Whether a `labstream-replay-id` header is there (`record.header(...)`'s rule: names
+    compared lowercased), each header name's answer kept: a topic's records carry the
+    same few names, so `name.lower()` runs once per name per scan, not per record."""
+
+    __slots__ = ("_known",)
+    LIMIT = 1024  # distinct names kept; past it the cache starts over
+
+    def __init__(self) -> None:
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, headers: list[tuple[str, Any]]) -> bool:
+        known = self._known
+        for name, _ in headers:
+            answer = known.get(name)
+            if answer is None:
+                if len(known) >= self.LIMIT:
+                    known.clear()
+                answer = known[name] = name == REPLAY_ID_HEADER or \
+                    name.lower() == REPLAY_ID_HEADER
+            if answer:
+                return True
+        return False
 
 
 def _record(message: Any, where: tuple[str, int], offset: int,
             headers: list[tuple[str, bytes | None]] | None) -> ReplayRecord:
-    return ReplayRecord(
-        topic=where[0],
-        partition=where[1],
-        offset=offset,
-        timestamp=message.timestamp()[1],
-        key_bytes=message.key(),
-        value_bytes=message.value(),
-        headers=[(name, value if value is not None else b"") for name, value in (headers or ())],
-    )
+    if headers:  # a header without a value is kept as b"" (`ReplayRecord.from_consumer`)
+        for _, value in headers:
+            if value is None:
+                headers = [(name, b"" if value is None else value) for name, value in headers]
+                break
+    else:
+        headers = []
+    # positional, in the field order of `ReplayRecord`: keywords cost a third more here
+    return ReplayRecord(where[0], where[1], offset, message.timestamp()[1], message.key(),
+                        message.value(), headers)  # type: ignore[arg-type]
 
 
 def _done(consumer: Any, remaining: dict[tuple[str, int], PartitionPlan],

@@ -22,7 +22,7 @@ from streams.records import (
     make_coordinates,
 )
 
-VALUE = {"op": "u", "before": {"id": "run-1", "status": "running"},
+VALUE: dict[str, Any] = {"op": "u", "before": {"id": "run-1", "status": "running"},
          "after": {"id": "run-1", "status": "completed"},
          "source": {"table": "runs", "lsn": 42, "ts_ms": 7}, "ts_ms": 9,
          "transaction": {"id": "t1"}}
