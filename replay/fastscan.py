@@ -13,6 +13,8 @@ librdkafka formality here) and is closed when the scan ends.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +62,19 @@ def scan_fast(
     idle_polls: int = 30,
 ) -> Iterator[ReplayRecord]:
     """Yield the matching records of `plans` (see the module docstring)."""
+    with _young_collections_spaced():
+        yield from _scan(plans, selection, decoder, bootstrap, stats=stats, idle_polls=idle_polls)
+
+
+def _scan(
+    plans: Sequence[PartitionPlan],
+    selection: Selection,
+    decoder: Decoder,
+    bootstrap: str | None,
+    *,
+    stats: ScanStats | None,
+    idle_polls: int,
+) -> Iterator[ReplayRecord]:
     from confluent_kafka import KafkaError, TopicPartition
 
     counters = stats if stats is not None else ScanStats()
@@ -147,6 +162,35 @@ def scan_fast(
             )
     finally:
         consumer.close()
+
+
+# the young generation's collection threshold during a scan (Python's default: 700)
+SCAN_GC_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _young_collections_spaced(threshold: int = SCAN_GC_THRESHOLD) -> Iterator[None]:
+    """Young-generation collections spaced out while a scan reads, put back after.
+
+    librdkafka hands over each batch as up to `BATCH` `Message` objects the collector
+    tracks; with collections every 700 allocations, those still waiting in the batch
+    survive them into the older generations, which are then collected again and again:
+    GC took ≈ 40 % of a 100,000-record scan's CPU (950 ms of 2 scans, counted with
+    `gc.callbacks`; docs/BENCHMARKS.md, "Session 5: replay speed"). At 50,000, a
+    collection comes every ten batches or so and finds one batch alive. Collections
+    still happen (unlike the dry run's full pause, `replay.dryrun._gc_paused`), so a
+    caller that leaves a scan unfinished for long loses nothing but this speed-up.
+    Only a threshold this raised is put back (nested or interleaved scans).
+    """
+    old = gc.get_threshold()
+    raised = old[0] < threshold
+    if raised:
+        gc.set_threshold(threshold, *old[1:])
+    try:
+        yield
+    finally:
+        if raised and gc.get_threshold()[0] == threshold:
+            gc.set_threshold(*old)
 
 
 def still_planned(remaining: Mapping[tuple[str, int], PartitionPlan],

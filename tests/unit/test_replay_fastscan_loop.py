@@ -1,15 +1,24 @@
 """The scan loop's shortcuts (replay/fastscan.py, replay/record.py) give what the long
 way gives: the replay-copy header check, records built from librdkafka messages, and
-framed Avro decoded straight by the reader."""
+framed Avro decoded straight by the reader; and the collector's threshold a scan raises
+is put back however the scan ends."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Generator, Iterator
 from typing import Any
 
+import pytest
 from chain_corpus import COMMIT_MS, encoded_corpus
 
 from replay.decode import EnvelopeDecoder
-from replay.fastscan import _record, _ReplayCopyCheck
+from replay.fastscan import (
+    SCAN_GC_THRESHOLD,
+    _record,
+    _ReplayCopyCheck,
+    _young_collections_spaced,
+)
 from replay.record import ReplayRecord
 from replay.selection import REPLAY_ID_HEADER
 
@@ -103,3 +112,59 @@ def test_framed_avro_straight_to_the_reader_decodes_as_the_decoder_does() -> Non
     assert cut_short.key is not None and cut_short.value is None and cut_short.decode_error
     assert decoded[len(encoded) + 1].decode_error  # unknown schema id: reported, not raised
     assert decoded[len(encoded) + 3].value is not None  # JSON: not the Avro path
+
+
+@pytest.fixture
+def default_threshold() -> Iterator[tuple[int, int, int]]:
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        yield (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_young_collections_are_spaced_during_a_scan_and_put_back(
+        default_threshold: tuple[int, int, int]) -> None:
+    with _young_collections_spaced():
+        assert gc.get_threshold() == (SCAN_GC_THRESHOLD, 10, 10)
+        assert gc.isenabled()  # spaced out, not switched off
+    assert gc.get_threshold() == default_threshold
+
+
+def test_nested_and_interleaved_scans_leave_the_threshold_as_it_was(
+        default_threshold: tuple[int, int, int]) -> None:
+    with _young_collections_spaced(), _young_collections_spaced():
+        assert gc.get_threshold()[0] == SCAN_GC_THRESHOLD
+    assert gc.get_threshold() == default_threshold
+    first, second = _young_collections_spaced(), _young_collections_spaced()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first: puts 700 back
+    assert gc.get_threshold() == default_threshold
+    second.__exit__(None, None, None)  # it raised nothing, so it puts nothing back
+    assert gc.get_threshold() == default_threshold
+
+
+def test_a_threshold_set_by_someone_else_is_kept(
+        default_threshold: tuple[int, int, int]) -> None:
+    gc.set_threshold(SCAN_GC_THRESHOLD * 2, 10, 10)
+    with _young_collections_spaced():
+        assert gc.get_threshold()[0] == SCAN_GC_THRESHOLD * 2  # higher already: untouched
+    assert gc.get_threshold()[0] == SCAN_GC_THRESHOLD * 2
+    gc.set_threshold(*default_threshold)
+    with _young_collections_spaced():
+        gc.set_threshold(1234, 10, 10)  # changed meanwhile: not overwritten at the end
+    assert gc.get_threshold() == (1234, 10, 10)
+
+
+def test_a_scan_left_unfinished_puts_the_threshold_back(
+        default_threshold: tuple[int, int, int]) -> None:
+    def records() -> Generator[int, None, None]:
+        with _young_collections_spaced():
+            yield from range(10)
+
+    scan = records()
+    assert next(scan) == 0 and gc.get_threshold()[0] == SCAN_GC_THRESHOLD
+    scan.close()  # what `del scan` or a break out of a for loop does
+    assert gc.get_threshold() == default_threshold
