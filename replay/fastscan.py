@@ -230,18 +230,23 @@ def _raw_prefilter(selection: Selection, decoder: Decoder) -> RawPrefilter | Non
         return None
     fields = frozenset(compiled.names)
     extras = any(name in compiled.names for name in _EXTRAS)
-    evaluate = compiled.matches
-    # framed Avro straight to the reader (what EnvelopeDecoder.decode_fields does for
-    # it, minus two calls); any failure is UNKNOWN either way
-    avro_fields = getattr(getattr(decoder, "avro", None), "decode_fields", None)
+    evaluate = compiled.evaluator  # `compiled.matches` without its call
+    # framed Avro straight to the projected reader of its schema, kept here by the 5
+    # framing bytes (what EnvelopeDecoder.decode_fields does for it, minus three calls);
+    # any failure is UNKNOWN either way
+    fields_reader = getattr(getattr(decoder, "avro", None), "fields_reader", None)
+    readers: dict[bytes, Any] = {}
 
     def verdict(value_bytes: bytes | None, where: tuple[str, int], offset: int,
                 message: Any) -> str:
         if value_bytes is None:
             return UNKNOWN  # a tombstone: the full test decides
         try:
-            if avro_fields is not None and value_bytes[:1] == b"\x00":
-                value = avro_fields(value_bytes, fields)
+            if fields_reader is not None and value_bytes[:1] == b"\x00":
+                reader = readers.get(value_bytes[:5])
+                if reader is None:
+                    reader = readers[value_bytes[:5]] = fields_reader(value_bytes, fields)
+                value = reader(value_bytes, 5)[0]
             else:
                 value = decode_fields(where[0], value_bytes, fields)
         except Exception:  # the full decode reports it
