@@ -175,9 +175,9 @@ def _young_collections_spaced(threshold: int = SCAN_GC_THRESHOLD) -> Iterator[No
     librdkafka hands over each batch as up to `BATCH` `Message` objects the collector
     tracks; with collections every 700 allocations, those still waiting in the batch
     survive them into the older generations, which are then collected again and again:
-    GC took ≈ 40 % of a 100,000-record scan's CPU (950 ms of 2 scans, counted with
-    `gc.callbacks`; docs/BENCHMARKS.md, "Session 5: replay speed"). At 50,000, a
-    collection comes every ten batches or so and finds one batch alive. Collections
+    GC took a quarter to 40 % of a 100,000-record scan's CPU (611 to 950 ms over two
+    scans, counted with `gc.callbacks`; docs/BENCHMARKS.md, "Session 5: replay speed").
+    At 50,000, a collection comes every ten batches or so and finds one batch alive. Collections
     still happen (unlike the dry run's full pause, `replay.dryrun._gc_paused`), so a
     caller that leaves a scan unfinished for long loses nothing but this speed-up.
     Only a threshold this raised is put back (nested or interleaved scans).
