@@ -62,19 +62,6 @@ def scan_fast(
     idle_polls: int = 30,
 ) -> Iterator[ReplayRecord]:
     """Yield the matching records of `plans` (see the module docstring)."""
-    with _young_collections_spaced():
-        yield from _scan(plans, selection, decoder, bootstrap, stats=stats, idle_polls=idle_polls)
-
-
-def _scan(
-    plans: Sequence[PartitionPlan],
-    selection: Selection,
-    decoder: Decoder,
-    bootstrap: str | None,
-    *,
-    stats: ScanStats | None,
-    idle_polls: int,
-) -> Iterator[ReplayRecord]:
     from confluent_kafka import KafkaError, TopicPartition
 
     counters = stats if stats is not None else ScanStats()
@@ -83,6 +70,8 @@ def _scan(
     if not remaining:
         return
     consumer = open_reader(bootstrap)
+    # in this generator itself, not a wrapper's `yield from`: one frame less per record
+    spaced = _space_young_collections()
     try:
         prefilter = _raw_prefilter(selection, decoder)
         # without --offsets/--from/--to/--trace, `matches_raw` only looks at the headers
@@ -161,6 +150,7 @@ def _scan(
                 "`labstream replay resume <id>`",
             )
     finally:
+        _put_back_young_collections(spaced)
         consumer.close()
 
 
@@ -170,6 +160,16 @@ SCAN_GC_THRESHOLD = 50_000
 
 @contextlib.contextmanager
 def _young_collections_spaced(threshold: int = SCAN_GC_THRESHOLD) -> Iterator[None]:
+    """`_space_young_collections` ... `_put_back_young_collections` as a `with` block."""
+    spaced = _space_young_collections(threshold)
+    try:
+        yield
+    finally:
+        _put_back_young_collections(spaced)
+
+
+def _space_young_collections(
+        threshold: int = SCAN_GC_THRESHOLD) -> tuple[int, tuple[int, ...]] | None:
     """Young-generation collections spaced out while a scan reads, put back after.
 
     librdkafka hands over each batch as up to `BATCH` `Message` objects the collector
@@ -177,20 +177,23 @@ def _young_collections_spaced(threshold: int = SCAN_GC_THRESHOLD) -> Iterator[No
     survive them into the older generations, which are then collected again and again:
     GC took a quarter to 40 % of a 100,000-record scan's CPU (611 to 950 ms over two
     scans, counted with `gc.callbacks`; docs/BENCHMARKS.md, "Session 5: replay speed").
-    At 50,000, a collection comes every ten batches or so and finds one batch alive. Collections
-    still happen (unlike the dry run's full pause, `replay.dryrun._gc_paused`), so a
-    caller that leaves a scan unfinished for long loses nothing but this speed-up.
-    Only a threshold this raised is put back (nested or interleaved scans).
+    At 50,000, a collection comes every ten batches or so and finds one batch alive.
+    Collections still happen (unlike the dry run's full pause, `replay.dryrun._gc_paused`),
+    so a caller that leaves a scan unfinished for long loses nothing but this speed-up.
+    Only a threshold this raised is put back (nested or interleaved scans): returns
+    (threshold set, thresholds before) for `_put_back_young_collections`, or None.
     """
     old = gc.get_threshold()
-    raised = old[0] < threshold
-    if raised:
-        gc.set_threshold(threshold, *old[1:])
-    try:
-        yield
-    finally:
-        if raised and gc.get_threshold()[0] == threshold:
-            gc.set_threshold(*old)
+    if old[0] >= threshold:
+        return None
+    gc.set_threshold(threshold, *old[1:])
+    return threshold, old
+
+
+def _put_back_young_collections(spaced: tuple[int, tuple[int, ...]] | None) -> None:
+    """The thresholds as before `_space_young_collections`, unless changed meanwhile."""
+    if spaced is not None and gc.get_threshold()[0] == spaced[0]:
+        gc.set_threshold(*spaced[1])
 
 
 def still_planned(remaining: Mapping[tuple[str, int], PartitionPlan],
