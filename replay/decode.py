@@ -27,6 +27,9 @@ class EnvelopeDecoder:
     def __init__(self, registry: SchemaRegistry) -> None:
         # generated readers: fastavro's values at about a third of its cost
         self.avro = FastAvroDeserializer(registry)
+        # what `decode` does with Confluent-framed Avro (first byte 0), for callers that
+        # check the byte themselves (`ReplayRecord.decode`)
+        self.avro_decode = self.avro.decode
 
     def decode(self, topic: str, data: bytes, *, is_key: bool) -> Any:
         if data[:1] == b"\x00":  # Confluent-framed Avro, as decode_record_bytes decides

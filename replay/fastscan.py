@@ -13,6 +13,8 @@ librdkafka formality here) and is closed when the scan ends.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -68,18 +70,26 @@ def scan_fast(
     if not remaining:
         return
     consumer = open_reader(bootstrap)
+    # in this generator itself, not a wrapper's `yield from`: one frame less per record
+    spaced = _space_young_collections()
     try:
         prefilter = _raw_prefilter(selection, decoder)
         # without --offsets/--from/--to/--trace, `matches_raw` only looks at the headers
         quick = not (selection.ranges or selection.from_ms is not None
                      or selection.to_ms is not None or selection.trace_id)
         consumer.assign([TopicPartition(t, p, item.start) for (t, p), item in remaining.items()])
+        # `matches` is True without being called: with no --key and no --op, when there
+        # is no --filter either, or when the pre-filter found it true
+        no_decoded_criteria = not selection.keys and not selection.ops
+        always = no_decoded_criteria and selection.compiled_filter is None
+        is_copy = _ReplayCopyCheck()  # per scan: the header names seen, looked up once each
+        positions, limit = counters.positions, selection.limit
         empty = 0
         while remaining and empty < idle_polls:
             # consume() returns when it has this many or after the timeout: asking for
             # more than the plan still holds waited out the whole second on every scan's
             # last batch (and on any --limit that ends a scan early)
-            wanted = max(1, min(BATCH, still_planned(remaining, counters.positions)))
+            wanted = max(1, min(BATCH, still_planned(remaining, positions)))
             messages = consumer.consume(wanted, timeout=1.0)
             empty = 0 if messages else empty + 1
             for message in messages:
@@ -98,12 +108,12 @@ def scan_fast(
                     _done(consumer, remaining, where)
                     continue
                 counters.scanned += 1
-                counters.positions[where] = offset
+                positions[where] = offset
                 if offset + 1 >= item.stop:
                     _done(consumer, remaining, where)
                 headers = message.headers()
                 if quick:  # matches_raw is "not a replay's copy" only: no record built yet
-                    if headers and not selection.include_replays and _replay_copy(headers):
+                    if headers and not selection.include_replays and is_copy(headers):
                         count_left_out_replay(_record(message, where, offset, headers),
                                               selection, counters)
                         continue
@@ -120,13 +130,16 @@ def scan_fast(
                         continue
                 if record is None:
                     record = _record(message, where, offset, headers)
-                if not matches(record.decode(decoder), selection,
-                               filter_passed=verdict is PASSED):
+                record.decode(decoder)
+                passed = verdict is PASSED
+                if not (always or (passed and no_decoded_criteria)
+                        or matches(record, selection, filter_passed=passed)):
                     continue
                 counters.matched += 1
-                counters.undecodable += record.decode_error is not None
+                if record.decode_error is not None:
+                    counters.undecodable += 1
                 yield record
-                if selection.limit is not None and counters.matched >= selection.limit:
+                if limit is not None and counters.matched >= limit:
                     return
         if remaining:
             stuck = ", ".join(f"{t}/{p} (planned up to {item.stop})"
@@ -137,7 +150,50 @@ def scan_fast(
                 "`labstream replay resume <id>`",
             )
     finally:
+        _put_back_young_collections(spaced)
         consumer.close()
+
+
+# the young generation's collection threshold during a scan (Python's default: 700)
+SCAN_GC_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _young_collections_spaced(threshold: int = SCAN_GC_THRESHOLD) -> Iterator[None]:
+    """`_space_young_collections` ... `_put_back_young_collections` as a `with` block."""
+    spaced = _space_young_collections(threshold)
+    try:
+        yield
+    finally:
+        _put_back_young_collections(spaced)
+
+
+def _space_young_collections(
+        threshold: int = SCAN_GC_THRESHOLD) -> tuple[int, tuple[int, ...]] | None:
+    """Young-generation collections spaced out while a scan reads, put back after.
+
+    librdkafka hands over each batch as up to `BATCH` `Message` objects the collector
+    tracks; with collections every 700 allocations, those still waiting in the batch
+    survive them into the older generations, which are then collected again and again:
+    GC took a quarter to 40 % of a 100,000-record scan's CPU (611 to 950 ms over two
+    scans, counted with `gc.callbacks`; docs/BENCHMARKS.md, "Session 5: replay speed").
+    At 50,000, a collection comes every ten batches or so and finds one batch alive.
+    Collections still happen (unlike the dry run's full pause, `replay.dryrun._gc_paused`),
+    so a caller that leaves a scan unfinished for long loses nothing but this speed-up.
+    Only a threshold this raised is put back (nested or interleaved scans): returns
+    (threshold set, thresholds before) for `_put_back_young_collections`, or None.
+    """
+    old = gc.get_threshold()
+    if old[0] >= threshold:
+        return None
+    gc.set_threshold(threshold, *old[1:])
+    return threshold, old
+
+
+def _put_back_young_collections(spaced: tuple[int, tuple[int, ...]] | None) -> None:
+    """The thresholds as before `_space_young_collections`, unless changed meanwhile."""
+    if spaced is not None and gc.get_threshold()[0] == spaced[0]:
+        gc.set_threshold(*spaced[1])
 
 
 def still_planned(remaining: Mapping[tuple[str, int], PartitionPlan],
@@ -177,18 +233,23 @@ def _raw_prefilter(selection: Selection, decoder: Decoder) -> RawPrefilter | Non
         return None
     fields = frozenset(compiled.names)
     extras = any(name in compiled.names for name in _EXTRAS)
-    evaluate = compiled.matches
-    # framed Avro straight to the reader (what EnvelopeDecoder.decode_fields does for
-    # it, minus two calls); any failure is UNKNOWN either way
-    avro_fields = getattr(getattr(decoder, "avro", None), "decode_fields", None)
+    evaluate = compiled.evaluator  # `compiled.matches` without its call
+    # framed Avro straight to the projected reader of its schema, kept here by the 5
+    # framing bytes (what EnvelopeDecoder.decode_fields does for it, minus three calls);
+    # any failure is UNKNOWN either way
+    fields_reader = getattr(getattr(decoder, "avro", None), "fields_reader", None)
+    readers: dict[bytes, Any] = {}
 
     def verdict(value_bytes: bytes | None, where: tuple[str, int], offset: int,
                 message: Any) -> str:
         if value_bytes is None:
             return UNKNOWN  # a tombstone: the full test decides
         try:
-            if avro_fields is not None and value_bytes[:1] == b"\x00":
-                value = avro_fields(value_bytes, fields)
+            if fields_reader is not None and value_bytes[:1] == b"\x00":
+                reader = readers.get(value_bytes[:5])
+                if reader is None:
+                    reader = readers[value_bytes[:5]] = fields_reader(value_bytes, fields)
+                value = reader(value_bytes, 5)[0]
             else:
                 value = decode_fields(where[0], value_bytes, fields)
         except Exception:  # the full decode reports it
@@ -226,25 +287,43 @@ def _prefilter(selection: Selection, decoder: Decoder) -> Callable[[ReplayRecord
     return wanted
 
 
-def _replay_copy(headers: list[tuple[str, Any]]) -> bool:
-    """Whether a `labstream-replay-id` header is there (`record.header(...)`'s rule)."""
-    for name, _ in headers:  # noqa: SIM110 (per record: no generator)
-        if name == REPLAY_ID_HEADER or name.lower() == REPLAY_ID_HEADER:
-            return True
-    return False
+class _ReplayCopyCheck:
+    """Whether a `labstream-replay-id` header is there (`record.header(...)`'s rule: names
+    compared lowercased), each header name's answer kept: a topic's records carry the
+    same few names, so `name.lower()` runs once per name per scan, not per record."""
+
+    __slots__ = ("_known",)
+    LIMIT = 1024  # distinct names kept; past it the cache starts over
+
+    def __init__(self) -> None:
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, headers: list[tuple[str, Any]]) -> bool:
+        known = self._known
+        for name, _ in headers:
+            answer = known.get(name)
+            if answer is None:
+                if len(known) >= self.LIMIT:
+                    known.clear()
+                answer = known[name] = name == REPLAY_ID_HEADER or \
+                    name.lower() == REPLAY_ID_HEADER
+            if answer:
+                return True
+        return False
 
 
 def _record(message: Any, where: tuple[str, int], offset: int,
             headers: list[tuple[str, bytes | None]] | None) -> ReplayRecord:
-    return ReplayRecord(
-        topic=where[0],
-        partition=where[1],
-        offset=offset,
-        timestamp=message.timestamp()[1],
-        key_bytes=message.key(),
-        value_bytes=message.value(),
-        headers=[(name, value if value is not None else b"") for name, value in (headers or ())],
-    )
+    if headers:  # a header without a value is kept as b"" (`ReplayRecord.from_consumer`)
+        for _, value in headers:
+            if value is None:
+                headers = [(name, b"" if value is None else value) for name, value in headers]
+                break
+    else:
+        headers = []
+    # positional, in the field order of `ReplayRecord`: keywords cost a third more here
+    return ReplayRecord(where[0], where[1], offset, message.timestamp()[1], message.key(),
+                        message.value(), headers)  # type: ignore[arg-type]
 
 
 def _done(consumer: Any, remaining: dict[tuple[str, int], PartitionPlan],

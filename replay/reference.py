@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 
 # at import, not per record: an import statement in the function cost ≈ 1 µs a call
 from streams.codec import _key_from_row
-from streams.records import ChangeEnvelope, ChangeRecord, SourceCoordinates
+from streams.records import ChangeEnvelope, ChangeRecord, make_change_record, make_coordinates
 
 REFERENCE_TABLES = ("tenants", "experiments", "instruments", "inventory_items", "samples")
 
@@ -129,11 +129,13 @@ def change_record(record: Any) -> ChangeRecord | None:
         return None
     envelope = ChangeEnvelope.from_value(value)
     key = record.key
-    return ChangeRecord(
+    # `ChangeRecord(...)` and `SourceCoordinates(...)` without their dataclass __init__s
+    # (`streams.records.fast_constructor`): the same objects at half the cost
+    return make_change_record(
         envelope,
         # the worker's own rule for a keyless record, so change_id (and job keys) agree
         key if type(key) is dict or isinstance(key, Mapping) else _key_from_row(envelope),
-        SourceCoordinates(record.topic, record.partition, record.offset),
+        make_coordinates(record.topic, record.partition, record.offset),
         tuple(record.headers),
     )
 

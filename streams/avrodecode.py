@@ -515,16 +515,25 @@ class FastAvroDeserializer:
         """Only the top-level `fields` of a record (the others skipped, absent)."""
         reader = self._by_frame_fields.get((data[:5], fields))
         if reader is None:
-            schema_id = self.schema_id(data)
-            reader = self._projections.get((schema_id, fields))
-            if reader is None:
-                reader = self._projections[(schema_id, fields)] = self._reader(schema_id, fields)
-            self._by_frame_fields[(data[:5], fields)] = reader
+            reader = self.fields_reader(data, fields)
         try:
             value: dict[str, Any] = reader(data, 5)[0]
         except _BODY_ERRORS as exc:
             raise self._body_error(data, exc) from exc
         return value
+
+    def fields_reader(self, data: bytes, fields: frozenset[str]) -> Reader:
+        """The reader `decode_fields(data, fields)` uses, for framed `data`: it reads the
+        body from position 5, `reader(data, 5) -> (value, end)`, and raises what the
+        schema's reader raises (not wrapped in a SerializationError)."""
+        reader = self._by_frame_fields.get((data[:5], fields))
+        if reader is None:
+            schema_id = self.schema_id(data)
+            reader = self._projections.get((schema_id, fields))
+            if reader is None:
+                reader = self._projections[(schema_id, fields)] = self._reader(schema_id, fields)
+            self._by_frame_fields[(data[:5], fields)] = reader
+        return reader
 
     def _body_error(self, data: bytes, exc: Exception) -> SerializationError:
         return SerializationError(f"Avro body does not match schema id {self.schema_id(data)}: "

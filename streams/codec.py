@@ -40,6 +40,7 @@ from streams.records import (
     Headers,
     RoutedEvent,
     SourceCoordinates,
+    make_change_record,
     plain,
 )
 
@@ -73,7 +74,7 @@ class CdcDecoder:
                 hint="see the record on the dead-letter topic; was it written by labstream cdc?",
             ) from exc
         primary_key = decoded_key if isinstance(decoded_key, dict) else _key_from_row(envelope)
-        return ChangeRecord(envelope, primary_key, coordinates, headers)
+        return make_change_record(envelope, primary_key, coordinates, headers)
 
     async def decode_async(
         self,

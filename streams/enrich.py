@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from streams.records import ChangeRecord, EnrichedEvent, Enrichment, Row
+from streams.records import ChangeRecord, EnrichedEvent, Enrichment, Row, fast_constructor
 
 
 class ReferenceData(Protocol):
@@ -56,6 +56,8 @@ _SINGULAR = {
 
 
 _NOTHING = Enrichment()
+# `EnrichedEvent(change, enrichment)` without the frozen dataclass __init__ (once per record)
+_enriched = fast_constructor(EnrichedEvent)
 _CACHE_LIMIT = 100_000
 
 
@@ -72,19 +74,19 @@ def enrich(change: ChangeRecord, reference: ReferenceData) -> EnrichedEvent:
     table = change.table
     builder = _BUILDERS.get(table)
     if builder is None or not row:
-        return EnrichedEvent(change, _NOTHING)
+        return _enriched(change, _NOTHING)
     cache: dict[tuple[str | None, ...], Enrichment] | None = getattr(reference, "enrichments",
                                                                      None)
     ids = _CACHE_KEYS[table](row) if cache is not None else None
     if ids is None or cache is None:
-        return EnrichedEvent(change, builder(row, _Lookup(reference)))
+        return _enriched(change, builder(row, _Lookup(reference)))
     enrichment = cache.get(ids)
     if enrichment is None:
         enrichment = builder(row, _Lookup(reference))
         if len(cache) >= _CACHE_LIMIT:  # bounded between reference changes too
             cache.clear()
         cache[ids] = enrichment
-    return EnrichedEvent(change, enrichment)
+    return _enriched(change, enrichment)
 
 
 def _text_ids(table: str, *values: object) -> tuple[str | None, ...] | None:

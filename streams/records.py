@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 Row = Mapping[str, Any]
 _SCALARS = (str, int, float, bool)
@@ -42,14 +42,12 @@ class ChangeEnvelope:
 
     @classmethod
     def from_value(cls, value: Mapping[str, Any]) -> ChangeEnvelope:
-        return cls(
-            op=str(value["op"]),
-            before=value.get("before"),
-            after=value.get("after"),
-            source=value.get("source") or {},
-            ts_ms=value.get("ts_ms"),
-            transaction=value.get("transaction"),
-        )
+        get = value.get
+        op = value["op"]
+        # built without the dataclass __init__ (see `fast_constructor`): once per record
+        return _make_envelope(op if type(op) is str else str(op), get("before"),
+                              get("after"), get("source") or {}, get("ts_ms"),
+                              get("transaction"))
 
     @property
     def table(self) -> str:
@@ -251,6 +249,40 @@ class Decision:
     decided_at_ms: int = 0
     origin: SourceCoordinates | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_T = TypeVar("_T")
+
+
+def fast_constructor(cls: type[_T]) -> Callable[..., _T]:
+    """`cls(*values)` for a frozen, slotted dataclass, every field given positionally,
+    at about half the cost of its `__init__`.
+
+    The chain builds a `ChangeRecord` (and its envelope and coordinates) per record:
+    the three frozen `__init__`s, each field set through `object.__setattr__`, were
+    2.4 µs of the ≈ 20 µs a replay dry run spends on a record (docs/BENCHMARKS.md,
+    "Session 5: replay speed"). This sets each slot through its own descriptor, the
+    same slot `__init__` sets, so the object is the same in every way (fields, eq,
+    hash, repr, immutability); no defaults and no `__post_init__` (none of these has
+    one). Generated once per class, like the dataclass's own `__init__`.
+    """
+    names = [item.name for item in fields(cls)]  # type: ignore[arg-type]
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    lines = [f"def make({', '.join(names)}):", "    self = _new(_cls)"]
+    for name in names:
+        scope[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
+        lines.append(f"    _set_{name}(self, {name})")
+    lines.append("    return self")
+    # the source is made from the dataclass's own field names only
+    exec("\n".join(lines), scope)
+    maker: Callable[..., _T] = scope["make"]
+    maker.__qualname__ = maker.__name__ = f"make_{cls.__name__}"
+    return maker
+
+
+make_coordinates = fast_constructor(SourceCoordinates)
+_make_envelope = fast_constructor(ChangeEnvelope)
+make_change_record = fast_constructor(ChangeRecord)
 
 
 # what json.dumps writes unchanged inside quotes: printable ASCII but `"` and `\`

@@ -119,3 +119,24 @@ def test_librdkafka_plans_exactly_as_kafka_python(odd_topic: str, kafka_bootstra
                     plan(selection, consumer)
                 errors.append(caught.value.message)
             assert errors[0] == errors[1], selection
+
+
+def test_a_real_scan_spaces_young_collections_and_puts_them_back(odd_topic: str) -> None:
+    import gc
+    from collections.abc import Generator
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        with Session() as session:
+            records = start_scan(session, build_selection(topics=[odd_topic])).records()
+            assert isinstance(records, Generator)
+            next(records)
+            assert gc.get_threshold() == (fastscan.SCAN_GC_THRESHOLD, 10, 10)
+            records.close()  # left unfinished: a break out of the loop, a Ctrl-C
+            assert gc.get_threshold() == (700, 10, 10)
+            assert len(list(start_scan(session, build_selection(topics=[odd_topic]))
+                            .records())) == 13
+            assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
