@@ -247,17 +247,19 @@ class _SdkTxSpan:
     def _sample(self, parent: Context) -> None:
         tracer = self.tracer
         parent_span = self.parent
-        if parent_span.is_valid:
+        valid = parent_span.is_valid
+        if valid:
             trace_id = parent_span.trace_id
-            random_id = parent_span.trace_flags.random_trace_id
+            parent_flags = parent_span.trace_flags
+            random_id = parent_flags.random_trace_id
         else:  # the records' context had no valid span: the SDK starts a new trace
             trace_id = tracer.id_generator.generate_trace_id()
             random_id = tracer.id_generator.is_trace_id_random()
         trace_state: TraceState | None
-        if tracer.sampler is DEFAULT_ON and parent_span.is_valid:
+        if valid and tracer.sampler is DEFAULT_ON:
             # the default policy, parentbased_always_on, decided without its three calls:
             # the parent's sampled flag, its tracestate, no attributes
-            sampled = recording = parent_span.trace_flags.sampled
+            sampled = recording = parent_flags.sampled
             trace_state, attributes = parent_span.trace_state, None
         else:  # whatever OTEL_TRACES_SAMPLER configured
             result = tracer.sampler.should_sample(parent, trace_id, SPAN_NAME, _KIND, None, ())

@@ -119,7 +119,8 @@ def _events_json(events: Sequence[Any]) -> str:
 def events_json(name: str, time_unix_nano: int, attributes: Sequence[Mapping[str, Any]]) -> str:
     """The `events` column of events that share a name and a time (what `_events_json`
     writes for them), without an SDK `Event` object each."""
-    return _dumps([{"name": name, "time_unix_nano": time_unix_nano, "attributes": dict(a)}
+    return _dumps([{"name": name, "time_unix_nano": time_unix_nano,
+                    "attributes": a if type(a) is dict else dict(a)}
                    for a in attributes]) if attributes else "[]"
 
 
