@@ -12,11 +12,15 @@ where every record went without a span each.
 
 With the OpenTelemetry SDK's tracer (always, in labstream processes) the span is not
 an SDK `Span` object: its ids come from the tracer's sampler and id generator as the
-SDK would make them, and at the end one `ReadableSpan` goes straight to the tracer's
-span processors (the same batch processors and exporters as every other span). The
-SDK object, its locks, its per-attribute validation and its context plumbing were
-most of the ~100 µs a transaction cost (docs/BENCHMARKS.md, "Tracing cost, issue 15
-item 1"). Any other tracer gets the plain API path (`start_span` ... `end`).
+SDK would make them, and at the end it goes straight to the tracer's span processors
+(the same batch processors, queues, drop counters and exporters as every other span):
+the span store's processor gets its `labstream.spans` row built here from the ids
+already in hex (no `ReadableSpan`, no `span_to_row` on its thread), every other
+processor (OTLP, console) one `ReadableSpan`; span limits that would cut the span send
+the cut `ReadableSpan` to all. The SDK object, its locks, its per-attribute validation
+and its context plumbing were most of the ~100 µs a transaction cost, the ReadableSpan
+and its conversion most of the rest (docs/BENCHMARKS.md, "Tracing cost, issue 15 item
+1" and "Session 5"). Any other tracer gets the plain API path (`start_span` ... `end`).
 """
 
 from __future__ import annotations
