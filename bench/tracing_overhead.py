@@ -169,11 +169,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="Runs per mode (alternating).")
     parser.add_argument("--rows-per-tx", type=int, default=ROWS_PER_TX,
                         help="rows per traced transaction (one span each)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated subset of: " + ", ".join(MODES) + " (off is "
+                        "always run: the costs are against it)")
     args = parser.parse_args()
+    names = [m for m in MODES if m in args.modes.split(",") or m == "off"]
     os.environ["BENCH_ROWS_PER_TX"] = str(args.rows_per_tx)
     print(json.dumps({"machine": machine()}))
-    results: dict[str, list[dict[str, object]]] = {mode: [] for mode in MODES}
-    names = list(MODES)
+    results: dict[str, list[dict[str, object]]] = {mode: [] for mode in names}
     for round_number in range(args.runs):
         # rotate the order each round: the first run of a round follows the previous
         # round's teardown (topic deletion, span cleanup) and would always pay for it

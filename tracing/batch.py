@@ -12,11 +12,15 @@ where every record went without a span each.
 
 With the OpenTelemetry SDK's tracer (always, in labstream processes) the span is not
 an SDK `Span` object: its ids come from the tracer's sampler and id generator as the
-SDK would make them, and at the end one `ReadableSpan` goes straight to the tracer's
-span processors (the same batch processors and exporters as every other span). The
-SDK object, its locks, its per-attribute validation and its context plumbing were
-most of the ~100 µs a transaction cost (docs/BENCHMARKS.md, "Tracing cost, issue 15
-item 1"). Any other tracer gets the plain API path (`start_span` ... `end`).
+SDK would make them, and at the end it goes straight to the tracer's span processors
+(the same batch processors, queues, drop counters and exporters as every other span):
+the span store's processor gets its `labstream.spans` row built here from the ids
+already in hex (no `ReadableSpan`, no `span_to_row` on its thread), every other
+processor (OTLP, console) one `ReadableSpan`; span limits that would cut the span send
+the cut `ReadableSpan` to all. The SDK object, its locks, its per-attribute validation
+and its context plumbing were most of the ~100 µs a transaction cost, the ReadableSpan
+and its conversion most of the rest (docs/BENCHMARKS.md, "Tracing cost, issue 15 item
+1" and "Session 5"). Any other tracer gets the plain API path (`start_span` ... `end`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SynchronousMultiSpanProcessor,
+)
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.sdk.util import BoundedList
@@ -42,7 +51,15 @@ from opentelemetry.trace import (
 )
 
 from tracing import semconv
-from tracing.propagation import kafka_trace_headers
+from tracing.propagation import kafka_trace_headers, traceparent_direct, traceparent_headers
+from tracing.spanstore import (
+    KIND_NAMES,
+    STATUS_NAMES,
+    SpanRow,
+    attributes_json,
+    events_json,
+    span_row,
+)
 
 EVENT_NAME = "delivered"
 SPAN_NAME = "send"
@@ -50,6 +67,8 @@ _KIND = SpanKind.PRODUCER
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _UNSET = Status(StatusCode.UNSET)
+_KIND_NAME = KIND_NAMES[_KIND]
+_STATUS_UNSET, _STATUS_ERROR = STATUS_NAMES[StatusCode.UNSET], STATUS_NAMES[StatusCode.ERROR]
 
 
 class TxSendSpan:
@@ -218,7 +237,8 @@ def start_tx_span(tracer: trace.Tracer, parent: Context,
 class _SdkTxSpan:
     """What `Tracer.start_span` + `Span.end` would do for this one span, minus the `Span`."""
 
-    __slots__ = ("context", "origin", "parent", "sampler_attributes", "start_ns", "tracer")
+    __slots__ = ("flags", "origin", "parent", "sampler_attributes", "span_hex", "span_id",
+                 "start_ns", "trace_hex", "trace_id", "trace_state", "tracer")
 
     def __init__(self, tracer: SdkTracer, parent: Context) -> None:
         self.tracer = tracer
@@ -226,23 +246,24 @@ class _SdkTxSpan:
         self.parent = trace.get_current_span(parent).get_span_context()
         self.start_ns = time.time_ns()
         self.sampler_attributes: Any = None
-        self.context: SpanContext | None = None
         self._sample(parent)
 
     def _sample(self, parent: Context) -> None:
         tracer = self.tracer
         parent_span = self.parent
-        if parent_span.is_valid:
+        valid = parent_span.is_valid
+        if valid:
             trace_id = parent_span.trace_id
-            random_id = parent_span.trace_flags.random_trace_id
+            parent_flags = parent_span.trace_flags
+            random_id = parent_flags.random_trace_id
         else:  # the records' context had no valid span: the SDK starts a new trace
             trace_id = tracer.id_generator.generate_trace_id()
             random_id = tracer.id_generator.is_trace_id_random()
         trace_state: TraceState | None
-        if tracer.sampler is DEFAULT_ON and parent_span.is_valid:
+        if valid and tracer.sampler is DEFAULT_ON:
             # the default policy, parentbased_always_on, decided without its three calls:
             # the parent's sampled flag, its tracestate, no attributes
-            sampled = recording = parent_span.trace_flags.sampled
+            sampled = recording = parent_flags.sampled
             trace_state, attributes = parent_span.trace_state, None
         else:  # whatever OTEL_TRACES_SAMPLER configured
             result = tracer.sampler.should_sample(parent, trace_id, SPAN_NAME, _KIND, None, ())
@@ -251,14 +272,23 @@ class _SdkTxSpan:
         flags = _SAMPLED if sampled else _NOT_SAMPLED
         if random_id:
             flags = trace.TraceFlags(flags | trace.TraceFlags.RANDOM_TRACE_ID)
-        self.context = SpanContext(trace_id, tracer.id_generator.generate_span_id(),
-                                   is_remote=False, trace_flags=flags, trace_state=trace_state)
+        # the ids as numbers and as hex text (the header and the span store row use the
+        # text); the SpanContext object only if a ReadableSpan is made (`_context`)
+        self.trace_id, self.span_id = trace_id, tracer.id_generator.generate_span_id()
+        self.trace_hex, self.span_hex = f"{trace_id:032x}", f"{self.span_id:016x}"
+        self.flags, self.trace_state = flags, trace_state
         if recording:
             self.sampler_attributes = attributes or {}
 
+    def _context(self) -> SpanContext:
+        return SpanContext(self.trace_id, self.span_id, is_remote=False,
+                           trace_flags=self.flags, trace_state=self.trace_state)
+
     def start(self, on_delivered: Callable[[Any, Any], None]) -> TxSendSpan:
-        assert self.context is not None
-        headers = kafka_trace_headers(self.context, self.origin)
+        origin = self.origin
+        headers = traceparent_headers(self.trace_hex, self.span_hex, self.flags,
+                                      self.trace_state) if traceparent_direct(origin) \
+            else kafka_trace_headers(self._context(), origin)
         recording = self.sampler_attributes is not None
         return TxSendSpan(headers, on_delivered, recording, self._end)
 
@@ -266,8 +296,44 @@ class _SdkTxSpan:
         if self.sampler_attributes is None:
             return  # not recorded: nothing to hand to the processors, as in the SDK
         end_ns = tx.last_ack_ns or time.time_ns()
-        attributes: Mapping[str, Any] = {**self.sampler_attributes, **tx.attributes()}
+        attributes: Mapping[str, Any] = tx.attributes()
+        if self.sampler_attributes:
+            attributes = {**self.sampler_attributes, **attributes}
         event_attributes: Sequence[Mapping[str, Any]] = tx.event_attributes()
+        sinks = _sinks(self.tracer)
+        if sinks is None or _limited(self.tracer._span_limits, attributes, event_attributes):
+            # what the SDK would cut, cut as it does: one ReadableSpan for every processor
+            self.tracer.span_processor.on_end(
+                self._readable(tx, end_ns, attributes, event_attributes))
+            return
+        rows, others = sinks
+        if rows and self.flags & trace.TraceFlags.SAMPLED:  # batch processors skip the rest
+            row = self._row(tx, end_ns, attributes, event_attributes)
+            for sink in rows:
+                sink.emit_row(row)
+        if others:
+            readable = self._readable(tx, end_ns, attributes, event_attributes)
+            for processor in others:
+                processor.on_end(readable)
+
+    def _row(self, tx: TxSendSpan, end_ns: int, attributes: Mapping[str, Any],
+             event_attributes: Sequence[Mapping[str, Any]]) -> SpanRow:
+        """The span store row `span_to_row` would make of `_readable`'s span, without it
+        (tests/unit/test_tracing_batch.py checks they are equal)."""
+        status = tx.status()
+        tracer = self.tracer
+        return span_row(
+            self.trace_hex, self.span_hex,
+            f"{self.parent.span_id:016x}" if self.parent.is_valid else None,
+            tx.name(), _KIND_NAME, tracer.resource, self.start_ns, end_ns,
+            _STATUS_ERROR if status is not None else _STATUS_UNSET,
+            status.description if status is not None else None,
+            attributes_json(attributes), events_json(EVENT_NAME, end_ns, event_attributes),
+            tracer._instrumentation_scope.name,
+        )
+
+    def _readable(self, tx: TxSendSpan, end_ns: int, attributes: Mapping[str, Any],
+                  event_attributes: Sequence[Mapping[str, Any]]) -> ReadableSpan:
         tracer = self.tracer
         limits = tracer._span_limits  # applied only where they cut something, as the SDK
         if limits.max_span_attribute_length is not None or \
@@ -284,12 +350,43 @@ class _SdkTxSpan:
         events: Sequence[Event] = [Event(EVENT_NAME, a, end_ns) for a in event_attributes]
         if limits.max_events is not None and len(events) > limits.max_events:
             events = BoundedList.from_seq(limits.max_events, events)
-        tracer.span_processor.on_end(ReadableSpan(
-            name=tx.name(), context=self.context, parent=self.parent if self.parent.is_valid
+        return ReadableSpan(
+            name=tx.name(), context=self._context(), parent=self.parent if self.parent.is_valid
             else None, resource=tracer.resource, attributes=attributes, events=events,
             kind=_KIND, status=tx.status() or _UNSET, start_time=self.start_ns,
             end_time=end_ns, instrumentation_scope=tracer._instrumentation_scope,
-        ))
+        )
+
+
+def _limited(limits: SpanLimits, attributes: Mapping[str, Any],
+             event_attributes: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the tracer's SpanLimits would change this span (`_readable` applies them)."""
+    most = limits.max_event_attributes
+    return (limits.max_span_attribute_length is not None
+            or len(attributes) > (limits.max_span_attributes or len(attributes))
+            or limits.max_attribute_length is not None
+            or (most is not None and any(len(a) > most for a in event_attributes))
+            or (limits.max_events is not None and len(event_attributes) > limits.max_events))
+
+
+# the provider's processors split into span store row sinks and the rest, for the last
+# processors tuple seen (the provider replaces the tuple when a processor is added)
+_split: tuple[Any, tuple[Any, Any] | None] = (None, None)
+
+
+def _sinks(tracer: SdkTracer) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """(processors taking SpanRows, other processors) of the tracer's provider; None when
+    its processor is not the SDK's synchronous multi-processor (then every span goes
+    through `span_processor.on_end` as a ReadableSpan)."""
+    global _split
+    multi = tracer.span_processor
+    processors = getattr(multi, "_span_processors", None)
+    if type(multi) is not SynchronousMultiSpanProcessor or processors is None:
+        return None
+    if _split[0] is not processors:
+        rows = tuple(p for p in processors if getattr(p, "takes_rows", False))
+        _split = (processors, (rows, tuple(p for p in processors if p not in rows)))
+    return _split[1]
 
 
 # -- any other tracer (the API's no-op one when tracing is off) --------------------------

@@ -152,15 +152,29 @@ def kafka_trace_headers(span_context: trace.SpanContext | None,
     (tests/unit/test_tracing_batch.py checks both give the same headers).
     """
     if span_context is not None:
-        if (propagate.get_global_textmap() is _default_textmap and not _beeline_outbound
-                and not baggage.get_all(context)):
-            headers = [(TRACEPARENT, f"00-{span_context.trace_id:032x}-"
-                        f"{span_context.span_id:016x}-{span_context.trace_flags:02x}".encode())]
-            if span_context.trace_state:
-                headers.append((TRACESTATE, span_context.trace_state.to_header().encode()))
-            return headers
+        if traceparent_direct(context):
+            return traceparent_headers(f"{span_context.trace_id:032x}",
+                                       f"{span_context.span_id:016x}",
+                                       span_context.trace_flags, span_context.trace_state)
         context = trace.set_span_in_context(trace.NonRecordingSpan(span_context), context)
     return inject_headers([], context=context)
+
+
+def traceparent_direct(context: Context | None) -> bool:
+    """Whether `traceparent_headers` writes what the propagator would for a span in
+    `context`: labstream's own propagator is the global one, no baggage, no beeline."""
+    return (propagate.get_global_textmap() is _default_textmap and not _beeline_outbound
+            and not baggage.get_all(context))
+
+
+def traceparent_headers(trace_hex: str, span_hex: str, flags: int,
+                        trace_state: trace.TraceState | None) -> KafkaHeaders:
+    """The W3C headers of a span whose ids are already hex text (only where
+    `traceparent_direct` says so)."""
+    headers = [(TRACEPARENT, f"00-{trace_hex}-{span_hex}-{flags:02x}".encode())]
+    if trace_state:
+        headers.append((TRACESTATE, trace_state.to_header().encode()))
+    return headers
 
 
 def extract_headers(headers: HeadersInput) -> Context:

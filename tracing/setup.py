@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -141,6 +142,19 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         self.queue = getattr(inner, "_queue", None)
         self.max_queue_size: int = getattr(inner, "_max_queue_size", 0)
         self._dropped = metrics.SPANS_DROPPED.labels(name, "queue_full")
+        # an exporter that writes rows built by their producer (DbSpanExporter: SpanRow, from
+        # tracing/batch.py) gets them without a ReadableSpan per span
+        self._emit: Callable[[Any], None] | None = getattr(inner, "emit", None)
+        self.takes_rows: bool = bool(getattr(exporter, "takes_span_rows", False)) and \
+            self._emit is not None
+
+    def emit_row(self, row: Any) -> None:
+        """Queue a finished, sampled span already in its exporter's row form (only when
+        `takes_rows`): the same queue, export thread and drop count as `on_end`."""
+        if self.queue is not None and len(self.queue) >= self.max_queue_size:
+            self._dropped.inc()
+        assert self._emit is not None  # takes_rows
+        self._emit(row)
 
     def on_end(self, span: ReadableSpan) -> None:
         if (self.queue is not None and span.context is not None and span.context.trace_flags.sampled

@@ -88,19 +88,24 @@ def _json_attributes(attributes: Mapping[str, Any] | None) -> str:
     return _dumps(dict(attributes)) if attributes else "{}"
 
 
+def attributes_json(attributes: Mapping[str, Any]) -> str:
+    """The `attributes` column of a plain dict of span attributes."""
+    return _dumps(attributes) if attributes else "{}"
+
+
 _resource_json: dict[int, tuple[Any, str, str]] = {}
 
 
-def _resource(span: ReadableSpan) -> tuple[str, str]:
+def resource_columns(resource: Any) -> tuple[str, str]:
     """(service.name, resource JSON): one Resource per process, serialised once."""
-    cached = _resource_json.get(id(span.resource))
-    if cached is not None and cached[0] is span.resource:
+    cached = _resource_json.get(id(resource))
+    if cached is not None and cached[0] is resource:
         return cached[1], cached[2]
-    resource = dict(span.resource.attributes) if span.resource else {}
-    service = str(resource.get("service.name", "unknown_service"))
-    text = _json_attributes(resource)
-    if span.resource is not None:
-        _resource_json[id(span.resource)] = (span.resource, service, text)
+    attributes = dict(resource.attributes) if resource else {}
+    service = str(attributes.get("service.name", "unknown_service"))
+    text = _json_attributes(attributes)
+    if resource is not None:
+        _resource_json[id(resource)] = (resource, service, text)
     return service, text
 
 
@@ -109,6 +114,14 @@ def _events_json(events: Sequence[Any]) -> str:
         {"name": e.name, "time_unix_nano": e.timestamp, "attributes": dict(e.attributes or {})}
         for e in events
     ]) if events else "[]"
+
+
+def events_json(name: str, time_unix_nano: int, attributes: Sequence[Mapping[str, Any]]) -> str:
+    """The `events` column of events that share a name and a time (what `_events_json`
+    writes for them), without an SDK `Event` object each."""
+    return _dumps([{"name": name, "time_unix_nano": time_unix_nano,
+                    "attributes": a if type(a) is dict else dict(a)}
+                   for a in attributes]) if attributes else "[]"
 
 
 def _links_json(links: Sequence[Any]) -> str:
@@ -123,15 +136,33 @@ def _links_json(links: Sequence[Any]) -> str:
 
 
 # an enum's .name is a descriptor call; these are plain look-ups
-_KIND_NAMES = {kind: kind.name for kind in SpanKind}
-_STATUS_NAMES = {code: code.name for code in StatusCode}
+KIND_NAMES = {kind: kind.name for kind in SpanKind}
+STATUS_NAMES = {code: code.name for code in StatusCode}
+
+
+class SpanRow(tuple):
+    """A `labstream.spans` row built by its producer (tracing/batch.py), not from an SDK
+    span: it goes through the same batch processor, queue and drop counters, and
+    `DbSpanExporter` writes it as it is."""
+
+    __slots__ = ()
+
+
+def span_row(trace_id: str, span_id: str, parent_span_id: str | None, name: str, kind: str,
+             resource: Any, start: int, end: int, status: str, status_message: str | None,
+             attributes: str, events: str, scope_name: str | None) -> SpanRow:
+    """One row in COLUMNS order from what is already text (ids in hex, JSON columns)."""
+    service_name, resource_json = resource_columns(resource)
+    return SpanRow((trace_id, span_id, parent_span_id, _text(name), kind, service_name, start,
+                    end, status, _text(status_message) if status_message else None,
+                    attributes, events, "[]", resource_json, scope_name))
 
 
 def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
     """One `labstream.spans` row (in COLUMNS order) for a finished span."""
     span_context = span.get_span_context()
     assert span_context is not None  # finished SDK spans always have one
-    service_name, resource_json = _resource(span)
+    service_name, resource_json = resource_columns(span.resource)
     parent = span.parent
     status = span.status
     start = span.start_time
@@ -142,11 +173,11 @@ def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:
         f"{span_context.span_id:016x}",
         f"{parent.span_id:016x}" if parent is not None else None,
         _text(span.name),
-        _KIND_NAMES[span.kind],
+        KIND_NAMES[span.kind],
         service_name,
         start,
         end if end is not None else start,
-        _STATUS_NAMES[status.status_code],
+        STATUS_NAMES[status.status_code],
         _text(status.description) if status.description else None,
         _json_attributes(span.attributes),
         _events_json(span.events),
@@ -173,6 +204,8 @@ def _write(connection: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
 class DbSpanExporter(SpanExporter):
     """Writes span batches to `labstream.spans`; drops (and counts) them on any failure."""
 
+    takes_span_rows = True  # export() also takes SpanRow (CountingBatchSpanProcessor.emit_row)
+
     def __init__(
         self, database_url: str, *, connect_timeout_s: int = 3, retry_after_s: float = 10.0
     ) -> None:
@@ -186,12 +219,13 @@ class DbSpanExporter(SpanExporter):
         self.exported_spans = 0
         self.dropped_spans = 0
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan | SpanRow]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
         with self._lock:
             try:
-                rows = [span_to_row(span) for span in spans]
+                rows = [span if isinstance(span, SpanRow) else span_to_row(span)
+                        for span in spans]
                 connection = self._connect()
                 if connection is None:
                     self.dropped_spans += len(spans)

@@ -314,3 +314,61 @@ def test_a_nan_attribute_or_a_huge_integer_keeps_the_batch(database_url):
     delete_traces(database_url, {trace_id})
     assert rows == {"root": {}, "reading": {"lab.reading": None}, "counter": {"lab.big": 2**70}}
     assert exporter.dropped_spans == 0
+
+
+def test_a_connector_batch_span_reaches_the_span_store_and_the_other_exporters(
+        db_tracer, database_url):
+    """The connector's transaction span goes to the span store as a row built directly
+    (no ReadableSpan) and, the same span, as a ReadableSpan to the other processors (here
+    the fixture's in-memory one, standing for OTLP); `labstream trace` shows it."""
+    from confluent_kafka import Message
+
+    from tracing.batch import start_tx_span
+    from tracing.propagation import context_from_db_messages
+
+    tracer_for, flush = db_tracer
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    origin = context_from_db_messages({"traceparent": f"00-{trace_id}-{parent_id}-01"})
+    tx = start_tx_span(tracer_for("labstream-cdc"), origin, lambda err, msg: None)
+    for _ in range(3):
+        tx.add("lab.public.runs", "public.runs", "c")
+    tx.seal()
+    for offset in (40, 41, 42):
+        tx.delivered(None, Message(topic="lab.public.runs", partition=1, offset=offset))
+    flush()
+    env = {"LABSTREAM_DATABASE_URL": database_url}
+    document = json.loads(CliRunner().invoke(app, ["trace", trace_id, "--json"], env=env).output)
+    (span,) = document["spans"]
+    assert (span["name"], span["kind"], span["service_name"]) == \
+        ("send lab.public.runs", "PRODUCER", "labstream-cdc")
+    assert span["parent_span_id"] == parent_id
+    assert span["span_id"] == tx.headers[0][1].decode().split("-")[2]
+    assert span["attributes"]["messaging.batch.message_count"] == 3
+    assert span["attributes"]["messaging.kafka.offset"] == 40
+    assert span["events"][0]["attributes"]["lab.kafka.offset.last"] == 42
+    out = CliRunner().invoke(app, ["trace", trace_id], env=env).output
+    assert "send lab.public.runs" in out and "labstream-cdc" in out
+
+
+def test_a_batch_mixing_rows_and_spans_is_written_whole(database_url):
+    """DbSpanExporter takes SpanRows (built by the connector) beside ReadableSpans."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tracing.spanstore import SpanRow, span_to_row
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root") as root, tracer.start_as_current_span("as a row"):
+        pass
+    child, parent = memory.get_finished_spans()
+    exporter = DbSpanExporter(database_url)
+    assert exporter.export([SpanRow(span_to_row(child)), parent]).name == "SUCCESS"
+    exporter.shutdown()
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    with psycopg.connect(database_url) as conn:
+        names = conn.execute("SELECT name FROM labstream.spans WHERE trace_id = %s",
+                             (trace_id,)).fetchall()
+    delete_traces(database_url, {trace_id})
+    assert sorted(name for (name,) in names) == ["as a row", "root"]

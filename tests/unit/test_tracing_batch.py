@@ -271,3 +271,109 @@ def test_the_sdk_internals_the_direct_path_reads_are_there() -> None:
     assert tracer._is_enabled() is True
     proxy = trace.ProxyTracer("t")
     assert isinstance(proxy._tracer, trace.Tracer)
+
+
+class _RowSink:
+    """A processor taking span store rows (as CountingBatchSpanProcessor over the span
+    store does); a ReadableSpan given to it is kept apart."""
+
+    takes_rows = True
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.spans: list[ReadableSpan] = []
+
+    def emit_row(self, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def _on_ending(self, span: Any) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _with_row_sink(**kwargs: Any) -> tuple[TracerProvider, _RowSink, InMemorySpanExporter]:
+    provider, exporter = _provider(**kwargs)  # the in-memory one stands for OTLP
+    sink = _RowSink()
+    provider.add_span_processor(sink)
+    return provider, sink, exporter
+
+
+@pytest.mark.parametrize("error", [None, "Broker: Message size too large\x00"])
+@pytest.mark.parametrize("tracestate", [None, "vendor=1"])
+def test_the_row_built_directly_is_the_row_of_the_readable_span(error: str | None,
+                                                                  tracestate: str | None) -> None:
+    """Same span, both sinks: the span store gets the row `span_to_row` makes of the
+    ReadableSpan the other processors get, column for column (ids and times too)."""
+    provider, sink, exporter = _with_row_sink()
+    acked: list[Any] = []
+    tx = start_tx_span(provider.get_tracer("labstream.cdc"), _origin(tracestate=tracestate),
+                       lambda err, msg: acked.append(msg))
+    if error is None:
+        _drive(tx, acked)
+    else:
+        tx.add("lab.a", "public.runs", "u")
+        tx.seal()
+        tx.delivered(error, None)
+    (span,) = exporter.get_finished_spans()
+    assert sink.spans == []  # the row sink got no ReadableSpan
+    (row,) = sink.rows
+    assert row == span_to_row(span)
+    assert dict(zip(COLUMNS, row, strict=True))["parent_span_id"] == PARENT_ID
+
+
+def test_with_only_the_span_store_no_readable_span_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = TracerProvider(resource=build_resource("labstream-cdc"))
+    sink = _RowSink()
+    provider.add_span_processor(sink)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a ReadableSpan was made")
+
+    monkeypatch.setattr(batch, "ReadableSpan", refuse)
+    acked: list[Any] = []
+    tx = start_tx_span(provider.get_tracer("labstream.cdc"), _origin(),
+                       lambda err, msg: acked.append(msg))
+    _drive(tx, acked)
+    assert len(sink.rows) == 1 and sink.rows[0][3] == "send"
+
+
+def test_an_unsampled_parent_gives_no_row() -> None:
+    provider, sink, exporter = _with_row_sink()
+    tx = start_tx_span(provider.get_tracer("t"), _origin(flags="00"), lambda err, msg: None)
+    tx.add("lab.a")
+    tx.seal()
+    tx.delivered(None, Message(topic="lab.a", partition=0, offset=1))
+    assert tx.headers[0][1].endswith(b"-00")
+    assert (sink.rows, sink.spans, exporter.get_finished_spans()) == ([], [], ())
+
+
+def test_limits_that_cut_the_span_give_every_processor_the_cut_readable_span() -> None:
+    provider, sink, exporter = _with_row_sink(span_limits=SpanLimits(max_span_attributes=2))
+    acked: list[Any] = []
+    tx = start_tx_span(provider.get_tracer("t"), _origin(), lambda err, msg: acked.append(msg))
+    _drive(tx, acked)
+    (span,) = exporter.get_finished_spans()
+    assert sink.rows == [] and sink.spans == [span]
+    assert len(span.attributes) == 2 and span.dropped_attributes > 0
+
+
+def test_a_processor_added_later_is_seen() -> None:
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("t")
+    for _ in range(2):  # the split of the processors is cached: a new tuple must renew it
+        start_tx_span(tracer, _origin(), lambda err, msg: None).seal()
+    sink = _RowSink()
+    provider.add_span_processor(sink)
+    start_tx_span(tracer, _origin(), lambda err, msg: None).seal()
+    assert len(exporter.get_finished_spans()) == 3 and len(sink.rows) == 1

@@ -238,3 +238,29 @@ def test_the_sampler_is_the_otel_policy_and_honours_the_sampled_flag(
         assert span.is_recording() is recording
         assert span.get_span_context().trace_id == int("a" * 32, 16)
         assert isinstance(span, trace.Span)
+
+
+def test_rows_handed_to_the_span_store_processor_are_queued_and_counted_alike(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`emit_row` (tracing/batch.py's direct span store rows) goes through the same queue:
+    what a full queue evicts is counted, the rest reaches the exporter."""
+    from tracing.setup import CountingBatchSpanProcessor
+
+    class BlockedRows(_Blocked):
+        takes_span_rows = True
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
+    exporter = BlockedRows()
+    processor = CountingBatchSpanProcessor(exporter, "test-rows")
+    assert processor.takes_rows
+    assert not CountingBatchSpanProcessor(_Blocked(), "test-spans").takes_rows
+    before = _sample("test-rows", "queue_full")
+    processor.emit_row(("first",))
+    assert exporter.entered.wait(10)
+    for n in range(19):
+        processor.emit_row((n,))
+    dropped = _sample("test-rows", "queue_full") - before
+    exporter.release.set()
+    processor.shutdown()
+    assert (exporter.exported, dropped) == (5, 15)
