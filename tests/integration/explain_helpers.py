@@ -27,6 +27,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from service_signals import rule_loaded
 
 from explain.facts import Sources
 from tracing.propagation import emit_db_trace_context, extract_http_headers
@@ -270,9 +271,9 @@ class Chain:
         """Block until the worker's reference follower logged the rule as loaded (it fires
         only for events it handles after that)."""
         path = self.log_dir / "worker.log"
-        line = f"msg=\"trigger rule loaded\" rule={rule_id} "
         try:
-            wait_for(lambda: path.exists() and line in path.read_text(errors="replace"),
+            wait_for(lambda: path.exists() and rule_loaded(path.read_text(errors="replace"),
+                                                           rule_id),
                      timeout, f"the worker to load rule {rule_id}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nworker log:\n{self.log('worker')}") from exc

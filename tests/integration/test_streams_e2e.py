@@ -12,6 +12,7 @@ import pytest
 from cdc_helpers import cdc_settings, cleanup, running, slot_row, wait_for
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from service_signals import rule_loaded
 from streams_harness import WorkerHarness
 
 from tracing.propagation import emit_db_trace_context, trace_id_hex
@@ -69,8 +70,8 @@ def test_db_change_reaches_a_job_in_the_same_trace(
                              " VALUES (%s, %s, %s, 'running')", (f"{name}-run", name, name))
             # the rule must be in the worker's reference data before the run completes
             # (rows it enriches with may come later: the enrichment waits for them)
-            wait_for(lambda: f'msg="trigger rule loaded" rule={name} ' in harness.log_text(0),
-                     60, "the worker to load the rule")
+            wait_for(lambda: rule_loaded(harness.log_text(0), name), 60,
+                     "the worker to load the rule")
             with tracer.start_as_current_span("POST /runs/complete"), \
                     psycopg.connect(database_url) as conn:
                 trace_id = trace_id_hex()

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from service_signals import metrics_base, scrape, value
 from streams_harness import TRACEPARENT, WorkerHarness, reference_rows, rule_row, run_row
 
 from streams.deadletter import ERROR_HEADER, OFFSET_HEADER, TOPIC_HEADER
@@ -156,13 +157,8 @@ def test_leader_sweep_announces_a_lot_that_entered_the_window(
 
 def _sweeps(harness: WorkerHarness) -> float:
     """labstream_lot_sweeps_total from the first worker's /metrics (port from its log)."""
-    import re
-    import urllib.request
-
-    found = re.search(r"url=http://[0-9.]+:(\d+)/metrics", harness.log_text(0))
-    assert found, f"no metrics endpoint in the worker log:\n{harness.log_text(0)}"
-    url = f"http://127.0.0.1:{found.group(1)}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    [line] = [x for x in text.splitlines() if x.startswith("labstream_lot_sweeps_total ")]
-    return float(line.split()[1])
+    base = metrics_base(harness.log_text(0))
+    assert base, f"no metrics endpoint in the worker log:\n{harness.log_text(0)}"
+    found = value(scrape(base), "labstream_lot_sweeps_total")
+    assert found is not None, "the worker's /metrics has no labstream_lot_sweeps_total"
+    return found

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from explain_helpers import Chain, chain, execute, wait_for
-from prometheus_client.parser import text_string_to_metric_families
+from service_signals import get, metrics_base, scrape, value
 
 pytestmark = pytest.mark.integration
-
-URL = re.compile(r"url=http://[0-9.]+:(\d+)/metrics")
 
 
 @pytest.fixture(scope="module")
@@ -44,31 +39,11 @@ def lab_chain(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def endpoint(lab_chain: Chain, what: str) -> str:
-    def port() -> str | None:
+    def base() -> str | None:
         path = lab_chain.log_dir / f"{what}.log"
-        found = URL.search(path.read_text(errors="replace")) if path.exists() else None
-        return found.group(1) if found else None
+        return metrics_base(path.read_text(errors="replace")) if path.exists() else None
 
-    return f"http://127.0.0.1:{wait_for(port, 30, f'the {what} metrics endpoint in its log')}"
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=15) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    status, text = get(f"{base}/metrics")
-    assert status == 200, text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(samples: dict, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
+    return str(wait_for(base, 30, f"the {what} metrics endpoint in its log"))
 
 
 def test_connector_and_worker_metrics_and_health(lab_chain: Chain) -> None:
