@@ -12,11 +12,25 @@ alternate run by run (their order rotated each round) so drift on this shared ma
 hits them alike. Rate = rows /
 (first commit -> broker LogAppendTime of the last record), after a 5,000-row warm-up
 (method: /work/shared/BENCHMARKING.md). Since the connector makes one span per
-transaction, `spans_stored` should equal `transactions` and `records_in_spans` (the
-spans' messaging.batch.message_count summed) should equal `rows`. The connector's CPU is
-read once its spans are also exported (every mode waits as long), and split by thread:
+transaction within its span budget, `spans_stored` + `linked_transactions` (those linked
+from a window span instead) should equal `transactions` and `records_in_spans` (the
+spans' messaging.batch.message_count summed) the rows of the own-span transactions.
+`LABSTREAM_CDC_TRACE_SPANS_PER_WINDOW=0` gives every transaction its own span. The
+connector's CPU is read once its spans are also exported (every mode waits as long),
+and split by thread:
 `main`, `rdkafka`, `other` (the span exporters' thread).
 Prints one JSON line per run, then the medians and the cost against `off`.
+
+`--backlog` measures at full load instead of at the inserting client's pace: the
+connector is stopped (SIGTERM, offsets saved) after the warm-up, the rows are written
+while it is down, so they wait in the replication slot, and it is started again to
+drain them as fast as it can. Rate = drained rows / (broker timestamp of the first
+drained record -> of the last); CPU = the connector's CPU from the moment the first
+drained record reached the broker (read from /proc then) to the end of the span
+export, divided per row, so start-up (imports, connections) is not counted. Without
+`--backlog` the client's own rate (10-row transactions: 3 round trips each) varied
+2.6k-16.6k rows/s between runs on this machine and librdkafka's CPU per record moves
+with it; with it every mode drains the same WAL.
 """
 
 from __future__ import annotations
@@ -70,16 +84,21 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return totals
 
 
-def settle(bench: Bench, mode: str, trace_ids: list[str]) -> None:
+def settle(bench: Bench, mode: str, trace_ids: list[str], since_ns: int) -> None:
     """Wait until the connector has also exported the spans of what it sent (the span
     store writes a batch every 5 s or every 512 spans, so without this wait the export
     of the last spans happened after the CPU reading); every mode waits at least as
     long, so all pay the same idle time."""
     deadline = time.monotonic() + SETTLE_S
-    while mode == "on" and time.monotonic() < deadline + 60:
+    while mode.startswith("on") and mode != "on-noexport" and time.monotonic() < deadline + 60:
         rows = bench.sql("SELECT count(*) FROM labstream.spans WHERE trace_id = ANY(%s)",
                          (trace_ids,))
-        if int(rows[0][0]) >= len(trace_ids):
+        # the transactions over the span budget are linked from window spans instead
+        linked = bench.sql("SELECT coalesce(sum((attributes->>'lab.linked_transactions')"
+                           "::bigint), 0) FROM labstream.spans WHERE attributes ? "
+                           "'lab.linked_transactions' AND start_time_unix_nano >= %s",
+                           (since_ns,))
+        if int(rows[0][0]) + int(linked[0][0]) >= len(trace_ids):
             break
         time.sleep(0.2)
     time.sleep(max(0.0, deadline - time.monotonic()))
@@ -91,6 +110,18 @@ def stored_spans(bench: Bench, trace_ids: list[str]) -> tuple[int, int]:
     rows = bench.sql("SELECT count(*), coalesce(sum((attributes->>'messaging.batch.message_count')"
                      "::bigint), 0) FROM labstream.spans WHERE trace_id = ANY(%s)", (trace_ids,))
     bench.sql("DELETE FROM labstream.spans WHERE trace_id = ANY(%s)", (trace_ids,))
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def window_spans(bench: Bench, since_ns: int) -> tuple[int, int]:
+    """(window spans, transactions they link) written by the connector since `since_ns`:
+    the transactions over the span budget (`LABSTREAM_CDC_TRACE_SPANS_PER_WINDOW`) are
+    linked from one span per window instead of having their own."""
+    where = ("FROM labstream.spans WHERE attributes ? 'lab.linked_transactions' "
+             "AND start_time_unix_nano >= %s")
+    rows = bench.sql("SELECT count(*), coalesce(sum((attributes->>'lab.linked_transactions')"
+                     "::bigint), 0) " + where, (since_ns,))
+    bench.sql("DELETE " + where, (since_ns,))
     return int(rows[0][0]), int(rows[0][1])
 
 
@@ -111,11 +142,15 @@ MODES = {
     "on": {"LABSTREAM_TRACING_ENABLED": "true", "LABSTREAM_TRACING_EXPORTERS": "auto"},
     "on-noexport": {"LABSTREAM_TRACING_ENABLED": "true", "LABSTREAM_TRACING_EXPORTERS": "none"},
     "off": {"LABSTREAM_TRACING_ENABLED": "false", "LABSTREAM_TRACING_EXPORTERS": "auto"},
+    # every transaction its own span, no budget (the connector before the span budget)
+    "on-every-tx": {"LABSTREAM_TRACING_ENABLED": "true", "LABSTREAM_TRACING_EXPORTERS": "auto",
+                    "LABSTREAM_CDC_TRACE_SPANS_PER_WINDOW": "0"},
 }
 
 
 def run_once(mode: str, rows: int) -> dict[str, object]:
     bench = Bench("avro", f"trace_{mode.replace('-', '_')}")
+    since_ns = time.time_ns()
     saved = {name: os.environ.get(name) for name in MODES[mode]}
     os.environ.update(MODES[mode])  # Bench.start hands os.environ to the connector
     bench.setup()
@@ -123,13 +158,14 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
         bench.start()
         warm_traces = insert_traced(bench, 5_000)  # topic metadata, schemas, caches
         bench.wait_for_offset(5_000)
-        settle(bench, mode, warm_traces)
+        settle(bench, mode, warm_traces, since_ns)
         assert bench.proc is not None
         threads_before = thread_cpu(bench.proc.pid)
         cpu_before = bench.cpu_seconds()
+        mark = time.time_ns()
         trace_ids = insert_traced(bench, rows)
         bench.wait_for_offset(5_000 + rows)
-        settle(bench, mode, trace_ids)
+        settle(bench, mode, trace_ids, mark)
         cpu = bench.cpu_seconds() - cpu_before
         threads = {name: round(seconds - threads_before[name], 2)
                    for name, seconds in thread_cpu(bench.proc.pid).items()}
@@ -142,12 +178,79 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
         seconds = (last_arrival - first_commit) / 1000
         spans, records_in_spans = stored_spans(bench, trace_ids)
         stored_spans(bench, warm_traces)
-        return {"tracing": mode, "rows": rows, "rows_per_s": round(rows / seconds),
+        windows, linked = window_spans(bench, mark)
+        window_spans(bench, since_ns)  # and the warm-up's
+        return {"tracing": mode, "rows": rows, "window_spans": windows,
+                "linked_transactions": linked, "rows_per_s": round(rows / seconds),
                 "seconds": round(seconds, 2), "connector_cpu_s": round(cpu, 2),
                 "connector_threads_cpu_s": threads,
                 "connector_vmhwm_mb": round(peak_mb, 1), "transactions": len(trace_ids),
                 "spans_stored": spans, "records_in_spans": records_in_spans}
     finally:
+        bench.teardown()
+        delete_topics(bench)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def drain_once(mode: str, rows: int) -> dict[str, object]:
+    """One `--backlog` run: the connector drains `rows` rows written while it was down."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    bench = Bench("avro", f"drain_{mode.replace('-', '_')}")
+    since_ns = time.time_ns()
+    saved = {name: os.environ.get(name) for name in MODES[mode]}
+    os.environ.update(MODES[mode])
+    bench.setup()
+    watcher = Consumer({"bootstrap.servers": bench.bootstrap, "group.id": bench.name})
+    try:
+        bench.start()
+        warm_traces = insert_traced(bench, 5_000)
+        bench.wait_for_offset(5_000)
+        settle(bench, mode, warm_traces, since_ns)
+        assert bench.stop() == 0, "the connector did not stop cleanly after the warm-up"
+        base = bench.end_offset()
+        mark = time.time_ns()
+        trace_ids = insert_traced(bench, rows)  # waits in the slot: nobody reads it
+        bench.start()
+        assert bench.proc is not None
+        partition = TopicPartition(bench.topic, 0)
+        deadline = time.monotonic() + 600
+        while (first := watcher.get_watermark_offsets(partition, timeout=10)[1]) <= base:
+            if time.monotonic() > deadline or bench.proc.poll() is not None:
+                raise RuntimeError("the connector did not start draining its backlog")
+            time.sleep(0.01)
+        threads_before = thread_cpu(bench.proc.pid)
+        cpu_before = bench.cpu_seconds()
+        bench.wait_for_offset(base + rows)
+        settle(bench, mode, trace_ids, mark)
+        cpu = bench.cpu_seconds() - cpu_before
+        threads = {name: round(seconds - threads_before[name], 2)
+                   for name, seconds in thread_cpu(bench.proc.pid).items()}
+        end = bench.end_offset()
+        peak_mb = bench.peak_rss_mb()
+        assert bench.stop() == 0
+        stamps = bench.read_back(first, end)  # the records after the CPU reading began
+        seconds = (max(b for b, _ in stamps) - min(b for b, _ in stamps)) / 1000
+        measured = end - first
+        spans, records_in_spans = stored_spans(bench, trace_ids)
+        stored_spans(bench, warm_traces)
+        windows, linked = window_spans(bench, mark)
+        window_spans(bench, since_ns)  # and the warm-up's
+        return {"tracing": mode, "rows": rows, "backlog": True,
+                "window_spans": windows, "linked_transactions": linked, "rows_measured": measured,
+                "duplicates": end - base - rows,
+                "rows_per_s": round(measured / seconds) if seconds > 0 else None,
+                "seconds": round(seconds, 2), "connector_cpu_s": round(cpu, 2),
+                "cpu_us_per_row": round(1e6 * cpu / measured, 1),
+                "connector_threads_cpu_s": threads,
+                "connector_vmhwm_mb": round(peak_mb, 1), "transactions": len(trace_ids),
+                "spans_stored": spans, "records_in_spans": records_in_spans}
+    finally:
+        watcher.close()
         bench.teardown()
         delete_topics(bench)
         for name, value in saved.items():
@@ -172,7 +275,11 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated subset of: " + ", ".join(MODES) + " (off is "
                         "always run: the costs are against it)")
+    parser.add_argument("--backlog", action="store_true",
+                        help="write the rows while the connector is down, then time its "
+                        "drain of the slot (full load, not the client's pace)")
     args = parser.parse_args()
+    run = drain_once if args.backlog else run_once
     names = [m for m in MODES if m in args.modes.split(",") or m == "off"]
     os.environ["BENCH_ROWS_PER_TX"] = str(args.rows_per_tx)
     print(json.dumps({"machine": machine()}))
@@ -182,7 +289,7 @@ def main() -> None:
         # round's teardown (topic deletion, span cleanup) and would always pay for it
         shift = round_number % len(names)
         for mode in names[shift:] + names[:shift]:
-            result = run_once(mode, args.rows)
+            result = run(mode, args.rows)
             results[mode].append(result)
             print(json.dumps(result), flush=True)
     medians = {mode: {
@@ -190,10 +297,14 @@ def main() -> None:
         "connector_cpu_s": statistics.median(float(str(r["connector_cpu_s"])) for r in runs),
         "main_thread_cpu_s": statistics.median(_thread(r, "main") for r in runs),
         "exporter_threads_cpu_s": statistics.median(_thread(r, "other") for r in runs),
+        # per row: a drain's measured window starts wherever the first record was seen
+        "cpu_us_per_row": statistics.median(
+            1e6 * float(str(r["connector_cpu_s"])) / float(str(r.get("rows_measured", r["rows"])))
+            for r in runs),
     } for mode, runs in results.items()}
     off = medians["off"]
     costs = {mode: {"rate_cost_pct": round(100 * (1 - m["rows_per_s"] / off["rows_per_s"]), 1),
-                    "cpu_cost_pct": round(100 * (m["connector_cpu_s"] / off["connector_cpu_s"]
+                    "cpu_cost_pct": round(100 * (m["cpu_us_per_row"] / off["cpu_us_per_row"]
                                                  - 1), 1)}
              for mode, m in medians.items() if mode != "off"}
     print(json.dumps({"median": medians, "cost_vs_off": costs}))

@@ -21,6 +21,17 @@ the cut `ReadableSpan` to all. The SDK object, its locks, its per-attribute vali
 and its context plumbing were most of the ~100 µs a transaction cost, the ReadableSpan
 and its conversion most of the rest (docs/BENCHMARKS.md, "Tracing cost, issue 15 item
 1" and "Session 5"). Any other tracer gets the plain API path (`start_span` ... `end`).
+
+At full load even that is too much for single-row transactions (~30 µs of tracing on
+~50 µs of work per transaction), so `TxSpans` gives the connector a span budget per
+window (the records between two producer polls: up to 256 replication messages under
+load, one transaction at a trickle): the first `per_window` sampled transactions of a
+window get their own span as above, the rest share ONE window span (a trace of its
+own, `lab.linked_transactions` = how many) **linked to each transaction's context**,
+and their records carry that context on unchanged, so each trace still goes from the
+front end through the worker to the job, and the connector's hop is the linking span
+(`labstream trace` shows it under "linking spans", Honeycomb and Jaeger as a link),
+as the worker does for its batches (streams/agents.py).
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import (
+    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -58,6 +70,7 @@ from tracing.spanstore import (
     SpanRow,
     attributes_json,
     events_json,
+    links_json,
     span_row,
 )
 
@@ -237,8 +250,8 @@ def start_tx_span(tracer: trace.Tracer, parent: Context,
 class _SdkTxSpan:
     """What `Tracer.start_span` + `Span.end` would do for this one span, minus the `Span`."""
 
-    __slots__ = ("flags", "origin", "parent", "sampler_attributes", "span_hex", "span_id",
-                 "start_ns", "trace_hex", "trace_id", "trace_state", "tracer")
+    __slots__ = ("flags", "links", "origin", "parent", "sampler_attributes", "span_hex",
+                 "span_id", "start_ns", "trace_hex", "trace_id", "trace_state", "tracer")
 
     def __init__(self, tracer: SdkTracer, parent: Context) -> None:
         self.tracer = tracer
@@ -246,6 +259,8 @@ class _SdkTxSpan:
         self.parent = trace.get_current_span(parent).get_span_context()
         self.start_ns = time.time_ns()
         self.sampler_attributes: Any = None
+        # a window span's linked transactions: (their SpanContext, trace id hex, span id hex)
+        self.links: list[tuple[SpanContext, str, str]] | None = None
         self._sample(parent)
 
     def _sample(self, parent: Context) -> None:
@@ -296,7 +311,10 @@ class _SdkTxSpan:
         if self.sampler_attributes is None:
             return  # not recorded: nothing to hand to the processors, as in the SDK
         end_ns = tx.last_ack_ns or time.time_ns()
-        attributes: Mapping[str, Any] = tx.attributes()
+        own = tx.attributes()
+        if self.links is not None:
+            own[semconv.LAB_LINKED_TRANSACTIONS] = len(self.links)
+        attributes: Mapping[str, Any] = own
         if self.sampler_attributes:
             attributes = {**self.sampler_attributes, **attributes}
         event_attributes: Sequence[Mapping[str, Any]] = tx.event_attributes()
@@ -330,6 +348,7 @@ class _SdkTxSpan:
             status.description if status is not None else None,
             attributes_json(attributes), events_json(EVENT_NAME, end_ns, event_attributes),
             tracer._instrumentation_scope.name,
+            links_json([(t, s) for _, t, s in self.links]) if self.links else "[]",
         )
 
     def _readable(self, tx: TxSendSpan, end_ns: int, attributes: Mapping[str, Any],
@@ -353,9 +372,106 @@ class _SdkTxSpan:
         return ReadableSpan(
             name=tx.name(), context=self._context(), parent=self.parent if self.parent.is_valid
             else None, resource=tracer.resource, attributes=attributes, events=events,
+            links=[Link(context) for context, _, _ in self.links] if self.links else (),
             kind=_KIND, status=tx.status() or _UNSET, start_time=self.start_ns,
             end_time=end_ns, instrumentation_scope=tracer._instrumentation_scope,
         )
+
+
+# -- the span budget per window -----------------------------------------------------------
+
+
+def _ignore(err: Any, msg: Any) -> None:
+    pass
+
+
+class LinkedTx:
+    """A transaction over its window's budget: its records carry its own context and are
+    counted in the shared window span; acknowledgements go to both."""
+
+    __slots__ = ("_on_delivered", "headers", "span")
+
+    def __init__(self, span: TxSendSpan, headers: list[tuple[str, bytes]],
+                 on_delivered: Callable[[Any, Any], None]) -> None:
+        self.span = span
+        self.headers = headers
+        self._on_delivered = on_delivered
+
+    def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
+        self.span.add(topic, table, operation)
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        self.span.delivered(err, msg)
+        self._on_delivered(err, msg)
+
+    def seal(self) -> None:
+        """The window span is sealed by `TxSpans.new_window`, not per transaction."""
+
+
+class TxSpans:
+    """`start_tx_span` within a budget of `per_window` own spans per window (0: no limit);
+    `new_window` starts the next window and seals the shared span of the last."""
+
+    def __init__(self, tracer: trace.Tracer, per_window: int) -> None:
+        self.tracer = tracer
+        self.per_window = per_window
+        self.started = 0  # sampled transactions of this window
+        self.linked = 0  # of those, linked to the window span (for /metrics and tests)
+        self._shared: TxSendSpan | None = None
+        self._maker: _SdkTxSpan | None = None
+
+    def start(self, parent: Context,
+              on_delivered: Callable[[Any, Any], None]) -> TxSendSpan | LinkedTx:
+        if not self.per_window:
+            return start_tx_span(self.tracer, parent, on_delivered)
+        tracer = self.tracer
+        real = tracer._tracer if isinstance(tracer, trace.ProxyTracer) else tracer
+        if not (isinstance(real, SdkTracer) and real._is_enabled()):
+            return _start_api(tracer, parent, on_delivered)
+        context = trace.get_current_span(parent).get_span_context()
+        if not (context.is_valid and context.trace_flags.sampled):
+            return _SdkTxSpan(real, parent).start(on_delivered)  # records nothing anyway
+        self.started += 1
+        if self.started <= self.per_window:
+            return _SdkTxSpan(real, parent).start(on_delivered)
+        trace_hex, span_hex = f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        headers = traceparent_headers(trace_hex, span_hex, context.trace_flags,
+                                      context.trace_state) if traceparent_direct(parent) \
+            else kafka_trace_headers(None, parent)  # the transaction's context, unchanged
+        maker = self._maker
+        if maker is None or maker.links is None or \
+                len(maker.links) >= (real._span_limits.max_links or 1 << 30):
+            maker = self._open(real)
+            if maker is None:  # the sampler did not record the window span: pass on only
+                return TxSendSpan(headers, on_delivered, False, _ignore_end)
+        assert maker.links is not None and self._shared is not None
+        maker.links.append((context, trace_hex, span_hex))
+        self.linked += 1
+        return LinkedTx(self._shared, headers, on_delivered)
+
+    def _open(self, real: SdkTracer) -> _SdkTxSpan | None:
+        self._seal()
+        maker = _SdkTxSpan(real, Context())  # a root: a trace of its own, as the worker's
+        if maker.sampler_attributes is None:
+            return None
+        maker.links = []
+        self._maker = maker
+        self._shared = TxSendSpan([], _ignore, True, maker._end)
+        return maker
+
+    def _seal(self) -> None:
+        if self._shared is not None:
+            self._shared.seal()
+        self._shared = self._maker = None
+
+    def new_window(self) -> None:
+        """The producer was polled: the next transactions get their own spans again."""
+        self.started = 0
+        self._seal()
+
+
+def _ignore_end(tx: TxSendSpan) -> None:
+    pass
 
 
 def _limited(limits: SpanLimits, attributes: Mapping[str, Any],

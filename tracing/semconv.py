@@ -51,6 +51,8 @@ BEELINE_TRACE_ID = "beeline.trace_id"
 LAB_OFFSET_LAST = "lab.kafka.offset.last"  # a batch span's last offset in one partition
 LAB_TOPICS = "lab.topics"
 LAB_LINKED_RUNS = "lab.linked_runs"  # a batch span's linked trace runs (one link each)
+# the connector's window span: how many transactions it links (one link each)
+LAB_LINKED_TRANSACTIONS = "lab.linked_transactions"
 LAB_TABLES = "lab.tables"
 
 # old name -> current name (spans stored before the rename still show in `labstream trace`)

@@ -135,6 +135,13 @@ def _links_json(links: Sequence[Any]) -> str:
     ]) if links else "[]"
 
 
+def links_json(links: Sequence[tuple[str, str]]) -> str:
+    """The `links` column of links given as (trace id, span id) in hex, with no
+    attributes (what `_links_json` writes for them), without a `Link` object each."""
+    return _dumps([{"trace_id": t, "span_id": s, "attributes": {}} for t, s in links]) \
+        if links else "[]"
+
+
 # an enum's .name is a descriptor call; these are plain look-ups
 KIND_NAMES = {kind: kind.name for kind in SpanKind}
 STATUS_NAMES = {code: code.name for code in StatusCode}
@@ -150,12 +157,13 @@ class SpanRow(tuple):
 
 def span_row(trace_id: str, span_id: str, parent_span_id: str | None, name: str, kind: str,
              resource: Any, start: int, end: int, status: str, status_message: str | None,
-             attributes: str, events: str, scope_name: str | None) -> SpanRow:
+             attributes: str, events: str, scope_name: str | None,
+             links: str = "[]") -> SpanRow:
     """One row in COLUMNS order from what is already text (ids in hex, JSON columns)."""
     service_name, resource_json = resource_columns(resource)
     return SpanRow((trace_id, span_id, parent_span_id, _text(name), kind, service_name, start,
                     end, status, _text(status_message) if status_message else None,
-                    attributes, events, "[]", resource_json, scope_name))
+                    attributes, events, links, resource_json, scope_name))
 
 
 def span_to_row(span: ReadableSpan) -> tuple[Any, ...]:

@@ -108,6 +108,15 @@ class CdcSettings(BaseSettings):
         description="Optional column holding a W3C traceparent; a row that has it gives "
         "its change record that trace context when the transaction sent none.",
     )
+    trace_spans_per_window: int = Field(
+        default=4, ge=0,
+        description="Traced transactions per window (the records between two producer "
+        "polls: up to 256 replication messages under load, one transaction at a trickle) that "
+        "get their own PRODUCER span; the rest of the window share one span linked to each "
+        "transaction's context, and their records carry that context on. 0: every "
+        "transaction its own span (+44 % CPU on single-row transactions at full load, "
+        "docs/BENCHMARKS.md).",
+    )
     linger_ms: int = Field(
         default=2, ge=0,
         description="Producer linger.ms. 2 ms: at a trickle each record waits up to this long "

@@ -187,7 +187,8 @@ class CdcConnector:
         serializer = self._make_serializer()
         ctx.emitter = Emitter(
             producer, serializer, ctx.ensure_topic,
-            oversized=OversizedPolicy(s.oversized_record_mode, meta, serializer.value_bytes))
+            oversized=OversizedPolicy(s.oversized_record_mode, meta, serializer.value_bytes),
+            spans_per_window=s.trace_spans_per_window)
         ctx.offsets = OffsetContext(OffsetStore(meta, s.connector_name), s.connector_name)
         return ctx
 

@@ -24,7 +24,7 @@ from connectors.serde import EventSerializer
 from connectors.source.events import OutEvent
 from connectors.source.oversized import RECORD_OVERHEAD_BYTES, OversizedPolicy
 from connectors.source.producer import ChangeProducer, TxTicket
-from tracing.batch import TxSendSpan, start_tx_span
+from tracing.batch import LinkedTx, TxSendSpan, TxSpans
 
 _NO_LIMIT = 1 << 62
 
@@ -33,15 +33,18 @@ class Emitter:
     def __init__(self, producer: ChangeProducer, serialize: EventSerializer,
                  ensure_topic: Callable[[str], None],
                  tracer: trace.Tracer | None = None, *,
-                 oversized: OversizedPolicy | None = None) -> None:
+                 oversized: OversizedPolicy | None = None, spans_per_window: int = 0) -> None:
         self.producer = producer
         self.key_bytes = serialize.key_bytes
         self.value_bytes = serialize.value_bytes
         self.ensure_topic = ensure_topic
         self.tracer = tracer or trace.get_tracer("labstream.cdc")
+        # own spans for the first `spans_per_window` traced transactions between two
+        # producer polls, one linked window span for the rest (tracing/batch.py)
+        self.spans = TxSpans(self.tracer, spans_per_window)
         self.records = 0
         self.bytes = 0  # key + value bytes (/metrics)
-        self._tx: TxSendSpan | None = None  # the open transaction span
+        self._tx: TxSendSpan | LinkedTx | None = None  # the open transaction span
         self._tx_parent: Context | None = None
         self._tx_ticket: TxTicket | None = None
         self.oversized = oversized
@@ -89,9 +92,14 @@ class Emitter:
             self._tx.seal()
             self._tx = self._tx_parent = self._tx_ticket = None
 
-    def _start(self, parent: Context, ticket: TxTicket) -> TxSendSpan:
+    def new_window(self) -> None:
+        """The producer is being polled: a new window of the span budget begins (and the
+        last window's shared span, if any, ends with its last acknowledgement)."""
+        self.spans.new_window()
+
+    def _start(self, parent: Context, ticket: TxTicket) -> TxSendSpan | LinkedTx:
         self.end_batch()
-        tx = start_tx_span(self.tracer, parent, ticket.delivered)
+        tx = self.spans.start(parent, ticket.delivered)
         self._tx, self._tx_parent, self._tx_ticket = tx, parent, ticket
         return tx
 

@@ -40,6 +40,7 @@ class StreamingSource:
         ctx = self.ctx
         s = ctx.settings
         producer = ctx.producer
+        emitter = ctx.emitter
         repl.start(slot, s.publication)
         ctx.repl = repl
         ctx.phase = "streaming" if stop_at is None else "handover"
@@ -75,6 +76,7 @@ class StreamingSource:
                 if count & 255:
                     continue
             now = time.monotonic()
+            emitter.new_window()
             producer.poll(0)
             if now >= next_feedback:
                 next_feedback = now + feedback_every
@@ -101,6 +103,7 @@ class StreamingSource:
         """Clean stop: flush the producer, confirm what Kafka has, record it."""
         ctx = self.ctx
         ctx.phase = "stopping"
+        ctx.emitter.new_window()  # the last window's span ends with its acknowledgements
         remaining = ctx.producer.flush(30)
         tracker.advance()
         if tracker.confirmed_lsn:

@@ -7,6 +7,7 @@ records and acknowledgements here and must give the same span and headers.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -377,3 +378,120 @@ def test_a_processor_added_later_is_seen() -> None:
     provider.add_span_processor(sink)
     start_tx_span(tracer, _origin(), lambda err, msg: None).seal()
     assert len(exporter.get_finished_spans()) == 3 and len(sink.rows) == 1
+
+
+# -- the span budget per window (TxSpans) ---------------------------------------------------
+
+
+def _tx_origin(n: int, flags: str = "01") -> Any:
+    return context_from_db_messages({"traceparent": f"00-{n:032x}-{n:016x}-{flags}"})
+
+
+def _run_tx(spans: batch.TxSpans, n: int, acked: list[Any], offset: int,
+            flags: str = "01") -> Any:
+    """One single-row transaction through the budget, acknowledged at `offset`."""
+    tx = spans.start(_tx_origin(n, flags), lambda err, msg: acked.append(msg))
+    tx.add("lab.a", "public.runs", "c")
+    tx.seal()
+    tx.delivered(None, Message(topic="lab.a", partition=0, offset=offset))
+    return tx
+
+
+def test_over_the_budget_transactions_share_one_window_span_linked_to_each() -> None:
+    provider, sink, exporter = _with_row_sink()
+    spans = batch.TxSpans(provider.get_tracer("labstream.cdc"), 2)
+    acked: list[Any] = []
+    txs = [_run_tx(spans, n, acked, offset=100 + n) for n in range(1, 6)]
+    assert len(acked) == 5  # every record's ticket heard its acknowledgement
+    # own spans for the first two, children of their transactions' contexts
+    own = exporter.get_finished_spans()
+    assert [s.context.trace_id for s in own] == [1, 2]
+    assert [s.parent.span_id for s in own if s.parent] == [1, 2]
+    # the other three carry their own context on, unchanged: each trace goes on
+    for n, tx in zip(range(3, 6), txs[2:], strict=True):
+        assert dict(tx.headers)["traceparent"] == f"00-{n:032x}-{n:016x}-01".encode()
+    assert len(exporter.get_finished_spans()) == 2  # the window span ends with the window
+    spans.new_window()
+    window = exporter.get_finished_spans()[2]
+    assert window.parent is None and window.context.trace_id not in (1, 2, 3, 4, 5)
+    assert [(link.context.trace_id, link.context.span_id) for link in window.links] == \
+        [(3, 3), (4, 4), (5, 5)]
+    assert window.attributes["lab.linked_transactions"] == 3
+    assert window.attributes["messaging.batch.message_count"] == 3
+    assert window.attributes["messaging.kafka.offset"] == 103
+    assert window.attributes["lab.kafka.offset.last"] == 105
+    # the span store's row of it is the row of the ReadableSpan, links column included
+    assert len(sink.rows) == 3
+    assert tuple(sink.rows[2]) == span_to_row(window)
+    assert json.loads(sink.rows[2][COLUMNS.index("links")]) == [
+        {"trace_id": f"{n:032x}", "span_id": f"{n:016x}", "attributes": {}} for n in (3, 4, 5)]
+
+
+def test_a_new_window_gives_own_spans_again() -> None:
+    provider, _, exporter = _with_row_sink()
+    spans = batch.TxSpans(provider.get_tracer("t"), 1)
+    acked: list[Any] = []
+    _run_tx(spans, 1, acked, 1)
+    _run_tx(spans, 2, acked, 2)  # linked
+    spans.new_window()
+    _run_tx(spans, 3, acked, 3)  # own again
+    finished = exporter.get_finished_spans()
+    assert [len(s.links) for s in finished] == [0, 1, 0]
+    assert finished[2].parent is not None and finished[2].parent.span_id == 3
+
+
+def test_the_window_span_ends_only_when_its_last_record_is_acknowledged() -> None:
+    provider, _, exporter = _with_row_sink()
+    spans = batch.TxSpans(provider.get_tracer("t"), 1)
+    spans.start(_tx_origin(1), lambda err, msg: None).seal()
+    linked = spans.start(_tx_origin(2), lambda err, msg: None)
+    linked.add("lab.a")
+    linked.seal()
+    spans.new_window()
+    assert len(exporter.get_finished_spans()) == 1  # its record is still in flight
+    linked.delivered(None, Message(topic="lab.a", partition=0, offset=7))
+    assert len(exporter.get_finished_spans()) == 2
+
+
+def test_unsampled_transactions_use_no_budget_and_get_no_link() -> None:
+    provider, _, exporter = _with_row_sink()
+    spans = batch.TxSpans(provider.get_tracer("t"), 1)
+    acked: list[Any] = []
+    for n in range(1, 4):
+        tx = _run_tx(spans, n, acked, n, flags="00")
+        assert dict(tx.headers)["traceparent"].endswith(b"-00")
+    _run_tx(spans, 9, acked, 9)  # the first sampled one: its own span
+    spans.new_window()
+    assert [s.context.trace_id for s in exporter.get_finished_spans()] == [9]
+    assert spans.linked == 0
+
+
+def test_a_window_span_never_holds_more_links_than_the_limit() -> None:
+    provider, _, exporter = _with_row_sink(span_limits=SpanLimits(max_links=2))
+    spans = batch.TxSpans(provider.get_tracer("t"), 1)
+    acked: list[Any] = []
+    for n in range(1, 7):  # one own span, five linked: windows spans of 2, 2, 1 links
+        _run_tx(spans, n, acked, n)
+    spans.new_window()
+    finished = exporter.get_finished_spans()
+    assert [len(s.links) for s in finished] == [0, 2, 2, 1]
+    assert sum(s.dropped_links for s in finished) == 0
+
+
+def test_budget_zero_gives_every_transaction_its_own_span() -> None:
+    provider, _, exporter = _with_row_sink()
+    spans = batch.TxSpans(provider.get_tracer("t"), 0)
+    acked: list[Any] = []
+    for n in range(1, 11):
+        _run_tx(spans, n, acked, n)
+    spans.new_window()
+    assert [s.context.trace_id for s in exporter.get_finished_spans()] == list(range(1, 11))
+
+
+def test_with_tracing_off_the_budget_passes_the_context_on() -> None:
+    spans = batch.TxSpans(trace.NoOpTracer(), 1)
+    acked: list[Any] = []
+    for n in range(1, 4):
+        tx = _run_tx(spans, n, acked, n)
+        assert dict(tx.headers)["traceparent"] == f"00-{n:032x}-{n:016x}-01".encode()
+    assert spans.linked == 0 and len(acked) == 3
