@@ -129,6 +129,20 @@ class TxSendSpan:
         self._seen_at: tuple[str | None, int] = (None, -1)  # the last acknowledged's key
         self._seen: list[int] = []  # and its entry in _partitions
 
+    linked = False  # a transaction with a span of its own (LinkedTx: over the budget)
+
+    def count(self, topic: str, table: Any = None, operation: str | None = None) -> None:
+        """One more record of a linked transaction (`LinkedTx`) in this window span:
+        counted and named, not acknowledged (`delivered` is not called for it); the
+        operation is not kept (a window mixes them)."""
+        self.records += 1
+        last = self._last
+        if topic is not last[0] or table is not last[1]:
+            self._last = (topic, table, None)
+            self._topics.add(topic)
+            if table is not None:
+                self._tables.add(table)
+
     def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
         """One more record of the batch is being produced (`table`: anything whose str()
         names the table, formatted only when the span ends)."""
@@ -387,22 +401,20 @@ def _ignore(err: Any, msg: Any) -> None:
 
 class LinkedTx:
     """A transaction over its window's budget: its records carry its own context and are
-    counted in the shared window span; acknowledgements go to both."""
+    counted in the shared window span; their acknowledgements go straight to the
+    transaction's ticket (`delivered` is the ticket's callback: no per-record tracing
+    work), so the window span ends when its window does, with the records handed to the
+    producer, not acknowledged (tracing/batch.py `TxSpans`, docs/tracing.md)."""
 
-    __slots__ = ("_on_delivered", "headers", "span")
+    __slots__ = ("add", "delivered", "headers", "span")
+    linked = True
 
     def __init__(self, span: TxSendSpan, headers: list[tuple[str, bytes]],
                  on_delivered: Callable[[Any, Any], None]) -> None:
         self.span = span
         self.headers = headers
-        self._on_delivered = on_delivered
-
-    def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
-        self.span.add(topic, table, operation)
-
-    def delivered(self, err: Any, msg: Any) -> None:
-        self.span.delivered(err, msg)
-        self._on_delivered(err, msg)
+        self.add: Callable[..., None] = span.count  # (topic, table)
+        self.delivered = on_delivered
 
     def seal(self) -> None:
         """The window span is sealed by `TxSpans.new_window`, not per transaction."""

@@ -109,12 +109,13 @@ class CdcSettings(BaseSettings):
         "its change record that trace context when the transaction sent none.",
     )
     trace_spans_per_window: int = Field(
-        default=4, ge=0,
+        default=1, ge=0,
         description="Traced transactions per window (the records between two producer "
         "polls: up to 256 replication messages under load, one transaction at a trickle) that "
         "get their own PRODUCER span; the rest of the window share one span linked to each "
-        "transaction's context, and their records carry that context on. 0: every "
-        "transaction its own span (+44 % CPU on single-row transactions at full load, "
+        "transaction's context (it counts their records; their acknowledgements go to the "
+        "connector only), and their records carry that context on. 0: every transaction "
+        "its own span (+63 % CPU on single-row transactions at full load, "
         "docs/BENCHMARKS.md).",
     )
     linger_ms: int = Field(

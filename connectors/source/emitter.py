@@ -71,9 +71,12 @@ class Emitter:
         # batch); a new object or a new ticket is a new transaction (or a per-row context)
         if tx is None or out.context is not self._tx_parent or ticket is not self._tx_ticket:
             tx = self._start(out.context, ticket)
-        value_dict = event.value
-        tx.add(event.topic, _TableName.of(event.table),
-               value_dict.get("op") if value_dict is not None else None)
+        if tx.linked:  # over the span budget: counted in the window span, no more
+            tx.add(event.topic, _TableName.of(event.table))
+        else:
+            value_dict = event.value
+            tx.add(event.topic, _TableName.of(event.table),
+                   value_dict.get("op") if value_dict is not None else None)
         # Debezium's own headers (a primary-key change) travel beside the trace context
         headers = [*event.headers, *tx.headers] if event.headers else tx.headers
         self.producer.produce(event.topic, key, value, headers, tx.delivered)
