@@ -182,8 +182,10 @@ def _span_facts(conn: psycopg.Connection, trace_ids: Iterable[str]) -> tuple[Spa
             continue
         errors = tuple(f"{s.service_name}: {s.name}: {s.status_message or 'error'}"
                        for s in spans if s.status_code == "ERROR")
+        linking = spanstore.linking_outlines(conn, trace_id) or []
         facts.append(SpanFact(trace_id, len(spans),
-                              tuple(sorted({s.service_name for s in spans})), errors))
+                              tuple(sorted({s.service_name for s in spans})), errors,
+                              tuple(sorted({s.service_name for s in linking}))))
     return tuple(facts)
 
 

@@ -170,6 +170,9 @@ class SpanFact:
     span_count: int
     services: tuple[str, ...]
     error_spans: tuple[str, ...] = ()  # "service: name: message"
+    # services of spans in other traces linking here (the connector's window span for a
+    # transaction over its span budget, a worker batch span, a replay)
+    linking_services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

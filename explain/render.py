@@ -42,7 +42,7 @@ def explanation_document(explanation: Explanation, facts: Facts) -> dict[str, An
         ],
         "traces": [
             {"trace_id": t.trace_id, "span_count": t.span_count, "services": list(t.services),
-             "error_spans": list(t.error_spans)}
+             "error_spans": list(t.error_spans), "linking_services": list(t.linking_services)}
             for t in facts.traces
         ],
         "notes": list(explanation.notes),
@@ -59,8 +59,11 @@ def render_text(explanation: Explanation, facts: Facts) -> str:
     lines.append("")
     for trace in facts.traces:
         errors = f", {len(trace.error_spans)} error span(s)" if trace.error_spans else ""
+        linked = (f"; linked from {', '.join(trace.linking_services)}"
+                  if trace.linking_services else "")
         lines.append(f"trace {trace.trace_id}: {trace.span_count} spans from "
-                     f"{', '.join(trace.services)}{errors}  (labstream trace {trace.trace_id})")
+                     f"{', '.join(trace.services)}{linked}{errors}  "
+                     f"(labstream trace {trace.trace_id})")
         lines.extend(f"     error: {item}" for item in trace.error_spans[:5])
     lines.extend(f"note: {note}" for note in explanation.notes)
     lines.append(click.style("next: ", bold=True) + explanation.next_step)

@@ -466,6 +466,20 @@ def span_outlines(connection: psycopg.Connection, trace_id: str) -> list[SpanOut
     return [SpanOutline(*row) for row in rows]
 
 
+def linking_outlines(connection: psycopg.Connection,
+                     trace_id: str) -> list[SpanOutline] | None:
+    """`span_outlines` of the spans of other traces that link into this one (a connector
+    window span, a worker batch span, a replay); None without the table."""
+    try:
+        rows = connection.execute(
+            "SELECT service_name, name, status_code, status_message FROM labstream.spans "
+            "WHERE links @> %s::jsonb AND trace_id <> %s ORDER BY start_time_unix_nano",
+            (json.dumps([{"trace_id": trace_id}]), trace_id)).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return [SpanOutline(*row) for row in rows]
+
+
 def spans_since(connection: psycopg.Connection, since_epoch_s: float) -> int:
     """How many spans started since a moment (the demo's summary)."""
     row = connection.execute("SELECT count(*) FROM labstream.spans "

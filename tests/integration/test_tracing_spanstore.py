@@ -16,6 +16,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from explain.facts import _span_facts
+from explain.model import Facts
+from explain.render import render_text
+from explain.verdict import Explanation
 from labstream.cli import app
 from tracing import semconv
 from tracing.propagation import context_from_environment, inject_headers, job_environment
@@ -226,6 +230,16 @@ def test_spans_of_other_traces_linking_in_are_listed(db_tracer, database_url):
     out = CliRunner().invoke(app, ["trace", trace_id], env=env).output
     assert "spans in other traces that link here" in out
     assert f"{linking['trace_id']}  labstream-replay  process lab.public.runs" in out
+
+    # explain names the linking span's service beside the trace's own
+    with psycopg.connect(database_url) as conn:
+        (fact,) = _span_facts(conn, [trace_id])
+    assert fact.services == ("labstream-replay",) and fact.span_count == 1
+    assert fact.linking_services == ("labstream-replay",)
+    text = render_text(Explanation(query="x", experiment_id=None, trace_ids=(trace_id,),
+                                   answers=()),
+                       Facts(query="x", experiment=None, traces=(fact,)))
+    assert f"trace {trace_id}: 1 spans from labstream-replay; linked from labstream-replay" in text
 
 
 def test_a_batch_with_an_already_stored_span_keeps_its_new_spans(database_url):
