@@ -43,6 +43,7 @@ import os
 import statistics
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -152,11 +153,33 @@ MODES = {
 }
 
 
+@contextlib.contextmanager
+def mode_environment(mode: str) -> Iterator[None]:
+    """The mode's settings in os.environ for the run, the previous values after it."""
+    saved = {name: os.environ.get(name) for name in MODES[mode]}
+    os.environ.update(MODES[mode])
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def thread_cpu_since(pid: int, before: dict[str, float]) -> dict[str, float]:
+    return {name: round(seconds - before[name], 2) for name, seconds in thread_cpu(pid).items()}
+
+
 def run_once(mode: str, rows: int) -> dict[str, object]:
     bench = Bench("avro", f"trace_{mode.replace('-', '_')}")
     since_ns = time.time_ns()
-    saved = {name: os.environ.get(name) for name in MODES[mode]}
-    os.environ.update(MODES[mode])  # Bench.start hands os.environ to the connector
+    with mode_environment(mode):  # Bench.start hands os.environ to the connector
+        return _run_once(bench, since_ns, rows, mode)
+
+
+def _run_once(bench: Bench, since_ns: int, rows: int, mode: str) -> dict[str, object]:
     bench.setup()
     try:
         bench.start()
@@ -171,8 +194,7 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
         bench.wait_for_offset(5_000 + rows)
         settle(bench, mode, trace_ids, mark)
         cpu = bench.cpu_seconds() - cpu_before
-        threads = {name: round(seconds - threads_before[name], 2)
-                   for name, seconds in thread_cpu(bench.proc.pid).items()}
+        threads = thread_cpu_since(bench.proc.pid, threads_before)
         peak_mb = bench.peak_rss_mb()
         assert bench.stop() == 0
         time.sleep(0.5)
@@ -193,21 +215,19 @@ def run_once(mode: str, rows: int) -> dict[str, object]:
     finally:
         bench.teardown()
         delete_topics(bench)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def drain_once(mode: str, rows: int) -> dict[str, object]:
     """One `--backlog` run: the connector drains `rows` rows written while it was down."""
-    from confluent_kafka import Consumer, TopicPartition
-
     bench = Bench("avro", f"drain_{mode.replace('-', '_')}")
     since_ns = time.time_ns()
-    saved = {name: os.environ.get(name) for name in MODES[mode]}
-    os.environ.update(MODES[mode])
+    with mode_environment(mode):
+        return _drain_once(bench, since_ns, rows, mode)
+
+
+def _drain_once(bench: Bench, since_ns: int, rows: int, mode: str) -> dict[str, object]:
+    from confluent_kafka import Consumer, TopicPartition
+
     bench.setup()
     watcher = Consumer({"bootstrap.servers": bench.bootstrap, "group.id": bench.name})
     try:
@@ -232,8 +252,7 @@ def drain_once(mode: str, rows: int) -> dict[str, object]:
         bench.wait_for_offset(base + rows)
         settle(bench, mode, trace_ids, mark)
         cpu = bench.cpu_seconds() - cpu_before
-        threads = {name: round(seconds - threads_before[name], 2)
-                   for name, seconds in thread_cpu(bench.proc.pid).items()}
+        threads = thread_cpu_since(bench.proc.pid, threads_before)
         end = bench.end_offset()
         peak_mb = bench.peak_rss_mb()
         assert bench.stop() == 0
@@ -257,11 +276,6 @@ def drain_once(mode: str, rows: int) -> dict[str, object]:
         watcher.close()
         bench.teardown()
         delete_topics(bench)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _thread(result: dict[str, object], name: str) -> float:

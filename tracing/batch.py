@@ -132,24 +132,9 @@ class TxSendSpan:
     linked = False  # a transaction with a span of its own (LinkedTx: over the budget)
 
     def count(self, topic: str, table: Any = None, operation: str | None = None) -> None:
-        """One more record of a linked transaction (`LinkedTx`) in this window span:
-        counted and named, not acknowledged (`delivered` is not called for it); the
-        operation is not kept (a window mixes them)."""
+        """One more record named in the span, not acknowledged through it: a linked
+        transaction's (`LinkedTx.add`; its acknowledgements go to its ticket only)."""
         self.records += 1
-        last = self._last
-        if topic is not last[0] or table is not last[1]:
-            self._last = (topic, table, None)
-            self._topics.add(topic)
-            if table is not None:
-                self._tables.add(table)
-
-    def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
-        """One more record of the batch is being produced (`table`: anything whose str()
-        names the table, formatted only when the span ends)."""
-        self.outstanding += 1
-        self.records += 1
-        if not self.recording:
-            return
         last = self._last
         if topic is not last[0] or table is not last[1] or operation != last[2]:
             self._last = (topic, table, operation)
@@ -158,6 +143,15 @@ class TxSendSpan:
                 self._tables.add(table)
             if operation is not None:
                 self._operations.add(operation)
+
+    def add(self, topic: str, table: Any = None, operation: str | None = None) -> None:
+        """One more record of the batch is being produced (`table`: anything whose str()
+        names the table, formatted only when the span ends); `delivered` will see it."""
+        self.outstanding += 1
+        if self.recording:
+            self.count(topic, table, operation)
+        else:
+            self.records += 1
 
     def delivered(self, err: Any, msg: Any) -> None:
         """confluent-kafka delivery callback of each record of the batch."""
@@ -252,10 +246,16 @@ def start_tx_span(tracer: trace.Tracer, parent: Context,
     `_instrumentation_scope`): tests/unit/test_tracing_batch.py fails if an SDK upgrade
     moves them, rather than the connector failing at its first traced transaction.
     """
-    real = tracer._tracer if isinstance(tracer, trace.ProxyTracer) else tracer
-    if isinstance(real, SdkTracer) and real._is_enabled():
+    real = _enabled_sdk(tracer)
+    if real is not None:
         return _SdkTxSpan(real, parent).start(on_delivered)
     return _start_api(tracer, parent, on_delivered)
+
+
+def _enabled_sdk(tracer: trace.Tracer) -> SdkTracer | None:
+    """The SDK tracer behind `tracer` if it records (else the API path is taken)."""
+    real = tracer._tracer if isinstance(tracer, trace.ProxyTracer) else tracer
+    return real if isinstance(real, SdkTracer) and real._is_enabled() else None
 
 
 # -- the SDK path: ids as the SDK makes them, one ReadableSpan at the end ---------------
@@ -395,8 +395,8 @@ class _SdkTxSpan:
 # -- the span budget per window -----------------------------------------------------------
 
 
-def _ignore(err: Any, msg: Any) -> None:
-    pass
+def _ignore(*_: Any) -> None:
+    """A callback with nothing to do (a window span's own delivery, an unrecorded end)."""
 
 
 class LinkedTx:
@@ -428,7 +428,7 @@ class TxSpans:
         self.tracer = tracer
         self.per_window = per_window
         self.started = 0  # sampled transactions of this window
-        self.linked = 0  # of those, linked to the window span (for /metrics and tests)
+        self.linked = 0  # of those, linked to a window span (tests read it)
         self._shared: TxSendSpan | None = None
         self._maker: _SdkTxSpan | None = None
 
@@ -436,10 +436,9 @@ class TxSpans:
               on_delivered: Callable[[Any, Any], None]) -> TxSendSpan | LinkedTx:
         if not self.per_window:
             return start_tx_span(self.tracer, parent, on_delivered)
-        tracer = self.tracer
-        real = tracer._tracer if isinstance(tracer, trace.ProxyTracer) else tracer
-        if not (isinstance(real, SdkTracer) and real._is_enabled()):
-            return _start_api(tracer, parent, on_delivered)
+        real = _enabled_sdk(self.tracer)
+        if real is None:
+            return _start_api(self.tracer, parent, on_delivered)
         context = trace.get_current_span(parent).get_span_context()
         if not (context.is_valid and context.trace_flags.sampled):
             return _SdkTxSpan(real, parent).start(on_delivered)  # records nothing anyway
@@ -455,7 +454,7 @@ class TxSpans:
                 len(maker.links) >= (real._span_limits.max_links or 1 << 30):
             maker = self._open(real)
             if maker is None:  # the sampler did not record the window span: pass on only
-                return TxSendSpan(headers, on_delivered, False, _ignore_end)
+                return TxSendSpan(headers, on_delivered, False, _ignore)
         assert maker.links is not None and self._shared is not None
         maker.links.append((context, trace_hex, span_hex))
         self.linked += 1
@@ -480,10 +479,6 @@ class TxSpans:
         """The producer was polled: the next transactions get their own spans again."""
         self.started = 0
         self._seal()
-
-
-def _ignore_end(tx: TxSendSpan) -> None:
-    pass
 
 
 def _limited(limits: SpanLimits, attributes: Mapping[str, Any],

@@ -369,15 +369,20 @@ async def fetch_trace_async(connection: psycopg.AsyncConnection, trace_id: str) 
         return [StoredSpan(*row) for row in await cursor.fetchall()]
 
 
-LINKING_SQL = (
-    _SELECT + "WHERE links @> %s::jsonb AND trace_id <> %s ORDER BY start_time_unix_nano"
-)
+# spans of other traces with a link into trace %s (the trace id is given twice:
+# `_linking_params`)
+_LINKING_WHERE = "WHERE links @> %s::jsonb AND trace_id <> %s ORDER BY start_time_unix_nano"
+LINKING_SQL = _SELECT + _LINKING_WHERE
+
+
+def _linking_params(trace_id: str) -> tuple[str, str]:
+    return json.dumps([{"trace_id": trace_id}]), trace_id
 
 
 def fetch_linking_spans(connection: psycopg.Connection, trace_id: str) -> list[StoredSpan]:
     """Spans of *other* traces that link into this trace (replays, batch consumers)."""
     with connection.cursor() as cursor:
-        cursor.execute(LINKING_SQL, (json.dumps([{"trace_id": trace_id}]), trace_id))
+        cursor.execute(LINKING_SQL, _linking_params(trace_id))
         return [StoredSpan(*row) for row in cursor.fetchall()]
 
 
@@ -386,7 +391,7 @@ async def fetch_linking_spans_async(
 ) -> list[StoredSpan]:
     """`fetch_linking_spans` on an async connection (the lab API)."""
     async with connection.cursor() as cursor:
-        await cursor.execute(LINKING_SQL, (json.dumps([{"trace_id": trace_id}]), trace_id))
+        await cursor.execute(LINKING_SQL, _linking_params(trace_id))
         return [StoredSpan(*row) for row in await cursor.fetchall()]
 
 
@@ -455,26 +460,26 @@ class SpanOutline:
     status_message: str | None
 
 
+_OUTLINE = "SELECT service_name, name, status_code, status_message FROM labstream.spans "
+
+
 def span_outlines(connection: psycopg.Connection, trace_id: str) -> list[SpanOutline] | None:
     """Service, name and status of every span of a trace by start; None without the table."""
-    try:
-        rows = connection.execute(
-            "SELECT service_name, name, status_code, status_message FROM labstream.spans "
-            "WHERE trace_id = %s ORDER BY start_time_unix_nano", (trace_id,)).fetchall()
-    except psycopg.errors.UndefinedTable:
-        return None
-    return [SpanOutline(*row) for row in rows]
+    return _outlines(connection, "WHERE trace_id = %s ORDER BY start_time_unix_nano",
+                     (trace_id,))
 
 
 def linking_outlines(connection: psycopg.Connection,
                      trace_id: str) -> list[SpanOutline] | None:
     """`span_outlines` of the spans of other traces that link into this one (a connector
     window span, a worker batch span, a replay); None without the table."""
+    return _outlines(connection, _LINKING_WHERE, _linking_params(trace_id))
+
+
+def _outlines(connection: psycopg.Connection, where: str,
+              params: tuple[str, ...]) -> list[SpanOutline] | None:
     try:
-        rows = connection.execute(
-            "SELECT service_name, name, status_code, status_message FROM labstream.spans "
-            "WHERE links @> %s::jsonb AND trace_id <> %s ORDER BY start_time_unix_nano",
-            (json.dumps([{"trace_id": trace_id}]), trace_id)).fetchall()
+        rows = connection.execute(_OUTLINE + where, params).fetchall()
     except psycopg.errors.UndefinedTable:
         return None
     return [SpanOutline(*row) for row in rows]

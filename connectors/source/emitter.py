@@ -97,7 +97,7 @@ class Emitter:
 
     def new_window(self) -> None:
         """The producer is being polled: a new window of the span budget begins (and the
-        last window's shared span, if any, ends with its last acknowledgement)."""
+        last window's shared span, if any, ends)."""
         self.spans.new_window()
 
     def _start(self, parent: Context, ticket: TxTicket) -> TxSendSpan | LinkedTx:

@@ -103,7 +103,7 @@ class StreamingSource:
         """Clean stop: flush the producer, confirm what Kafka has, record it."""
         ctx = self.ctx
         ctx.phase = "stopping"
-        ctx.emitter.new_window()  # the last window's span ends with its acknowledgements
+        ctx.emitter.new_window()  # the last window's span ends
         remaining = ctx.producer.flush(30)
         tracker.advance()
         if tracker.confirmed_lsn:
