@@ -5,9 +5,12 @@ own transaction's trace (tracing/batch.py `TxSpans`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import uuid
+from collections import Counter
 
 import psycopg
 import pytest
@@ -18,8 +21,10 @@ from cdc_helpers import (
     offsets_row,
     read_topic,
     start_subprocess,
+    stop_subprocess,
     wait_for,
 )
+from confluent_kafka import Consumer, TopicPartition
 
 from tracing.spanstore import fetch_linking_spans
 
@@ -106,3 +111,75 @@ def test_a_drained_backlog_links_what_is_over_the_budget_and_loses_no_trace(
     with psycopg.connect(database_url) as conn:
         linking = fetch_linking_spans(conn, some)
     assert [span.name for span in linking] == [f"send {topic}"]
+
+
+BACKLOG = 40_000  # single-row traced transactions: a drain of a few seconds to stop in
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_a_connector_stopped_mid_drain_loses_no_linked_transaction(
+        sig, unique_name, database_url, kafka_bootstrap, tmp_path, monkeypatch):
+    """Linked transactions' acknowledgements go straight to the delivery tracker: a
+    connector killed (or stopped) halfway through a traced backlog resumes from what Kafka
+    confirmed, and every transaction reaches the topic carrying its own trace."""
+    settings = cdc_settings(unique_name)  # the default budget: 1 own span per window
+    table = f"public.{unique_name}"
+    topic = f"{settings.topic_prefix}.public.{unique_name}"
+    monkeypatch.setitem(os.environ, "LABSTREAM_TRACING_ENABLED", "true")
+    monkeypatch.setitem(os.environ, "LABSTREAM_TRACING_EXPORTERS", "db")
+    execute(database_url, f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
+    # one transaction per row, each with its own traceparent: trace md5(n), span md5('s'n)
+    execute(database_url, f"""
+        CREATE PROCEDURE {unique_name}_fill(total int) LANGUAGE plpgsql AS $$
+        BEGIN
+          FOR n IN 0 .. total - 1 LOOP
+            PERFORM pg_logical_emit_message(true, 'traceparent', format('00-%s-%s-01',
+                    md5(n::text), left(md5('s' || n), 16)));
+            INSERT INTO {table} VALUES (n, 'row');
+            COMMIT;
+          END LOOP;
+        END $$""")
+    log_path = tmp_path / "cdc.log"
+    watcher = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name})
+    try:
+        proc = start_subprocess(settings, log_path)
+        wait_for(lambda: (row := offsets_row(database_url, settings.connector_name))
+                 and row["snapshot_state"] == "done", 60, "the (empty) snapshot")
+        assert stop_subprocess(proc) == 0, log_path.read_text()
+        with psycopg.connect(database_url, autocommit=True) as conn:  # COMMIT in CALL
+            conn.execute(f"CALL {unique_name}_fill({BACKLOG})")  # waits in the slot
+        proc = start_subprocess(settings, log_path)
+        partition = TopicPartition(topic, 0)
+
+        def landed() -> int:
+            try:
+                return watcher.get_watermark_offsets(partition, timeout=5)[1]
+            except Exception:  # the topic is made by the connector as it starts
+                return 0
+
+        wait_for(lambda: landed() >= BACKLOG // 10, 120, "a tenth of the backlog in Kafka")
+        stop_subprocess(proc, sig)  # halfway: records in flight, windows open
+        stopped_at = landed()
+        assert stopped_at < BACKLOG, "the drain ended before the stop: nothing was tested"
+        proc = start_subprocess(settings, log_path)
+        records = read_topic(kafka_bootstrap, topic, minimum=BACKLOG, timeout=120, settle=1.0)
+        assert stop_subprocess(proc) == 0, log_path.read_text()
+    finally:
+        watcher.close()
+        execute(database_url, f"DROP PROCEDURE IF EXISTS {unique_name}_fill(int)")
+        cleanup(settings, database_url)
+
+    parents = {hashlib.md5(str(n).encode()).hexdigest():
+               hashlib.md5(f"s{n}".encode()).hexdigest()[:16] for n in range(BACKLOG)}
+    copies: Counter[str] = Counter()
+    linked = 0
+    for record in records:
+        _, trace_id, span_id, flags = dict(record.headers())["traceparent"].decode().split("-")
+        assert trace_id in parents and flags == "01"
+        copies[trace_id] += 1
+        linked += span_id == parents[trace_id]  # over the budget: the context unchanged
+    assert set(copies) == set(parents), f"{len(set(parents) - set(copies))} transactions lost"
+    assert linked > BACKLOG // 2  # most went the linked path the stop interrupted
+    # at least once, as the connector promises: what Kafka had but the slot was not yet
+    # told of may come again (SIGKILL: 1,365 and 2,498 of 40,000 in two runs here;
+    # SIGTERM: none in 10 of 11 runs, some in one, docs/connector.md "Stop"), never missing
